@@ -1,0 +1,76 @@
+// The boundary between PostgreSQL and C++ errors.
+//
+// Every function PostgreSQL calls is declared with OUTBOX_SQL_FUNCTION: an
+// extern "C" one-line trampoline into a static C++ body. The trampoline
+// catches every C++ exception, copies its message into a static buffer (no
+// PostgreSQL call inside the catch block), leaves the catch block, and only
+// then raises ereport(ERROR). The bodies themselves hold no object with a
+// non-trivial destructor, because an ereport(ERROR) inside them longjmps
+// over their frames.
+//
+// Pure C++ code (std::string, fmt, containers) is reached only through
+// outbox::cpp_call(), which runs a callable inside try/catch and reports
+// failure the same way.
+#pragma once
+
+#include "outbox/pg.hpp"
+
+#include <exception>
+#include <new>
+
+namespace outbox {
+
+// Raise the ERROR for a C++ exception whose message was saved by catch_cpp().
+[[noreturn]] void raise_cpp_error();
+// Save the message of the exception being handled (call only in a catch block).
+void save_cpp_error(const char *what) noexcept;
+
+template <typename Fn>
+inline Datum
+guarded(Fn body, FunctionCallInfo fcinfo)
+{
+    try {
+        return body(fcinfo);
+    } catch (const std::bad_alloc &) {
+        save_cpp_error("out of memory in C++ code");
+    } catch (const std::exception &e) {
+        save_cpp_error(e.what());
+    } catch (...) {
+        save_cpp_error("unknown C++ exception");
+    }
+    raise_cpp_error();
+}
+
+// Run pure C++ code (which may throw) from PostgreSQL-facing code. The
+// callable must not call PostgreSQL. Returns normally or raises ERROR.
+template <typename Fn>
+inline void
+cpp_call(Fn &&fn)
+{
+    bool failed = false;
+    try {
+        fn();
+    } catch (const std::bad_alloc &) {
+        save_cpp_error("out of memory in C++ code");
+        failed = true;
+    } catch (const std::exception &e) {
+        save_cpp_error(e.what());
+        failed = true;
+    } catch (...) {
+        save_cpp_error("unknown C++ exception");
+        failed = true;
+    }
+    if (failed)
+        raise_cpp_error();
+}
+
+} // namespace outbox
+
+// Declare a SQL-callable function NAME whose body is `static Datum NAME_impl(PG_FUNCTION_ARGS)`.
+#define OUTBOX_SQL_FUNCTION(name)                                          \
+    static Datum name##_impl(PG_FUNCTION_ARGS);                            \
+    extern "C" {                                                           \
+    PG_FUNCTION_INFO_V1(name);                                             \
+    PGDLLEXPORT Datum name(PG_FUNCTION_ARGS) { return outbox::guarded(name##_impl, fcinfo); } \
+    }                                                                      \
+    static Datum name##_impl(PG_FUNCTION_ARGS)

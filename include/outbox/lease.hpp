@@ -1,0 +1,19 @@
+// Argument helpers shared by the claim and lease functions.
+#pragma once
+
+#include "outbox/pg.hpp"
+
+namespace outbox {
+
+// Lease length in seconds from interval argument argno, or the default
+// (outbox.processing_timeout) when it is NULL.
+int lease_arg(FunctionCallInfo fcinfo, int argno);
+
+// The lease_token argument; NULL is an error.
+int64 token_arg(FunctionCallInfo fcinfo, int argno);
+
+// The ids argument, checked (non-NULL, no NULL element, not empty) and
+// deduplicated; *n is the number of distinct ids.
+ArrayType *ids_arg(FunctionCallInfo fcinfo, int argno, int *n);
+
+} // namespace outbox

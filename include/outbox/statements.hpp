@@ -1,0 +1,37 @@
+// The SQL statements the C++ fast paths run through SPI, by name.
+//
+// Pure C++ (see outbox/pure.hpp): the text of each statement is rendered with
+// fmt from a template in which {s} stands for the extension's schema, already
+// quoted. Every statement names the extension's objects by schema; the caller
+// runs them with the search path pinned to pg_catalog, so every operator and
+// function in them resolves there.
+#pragma once
+
+#include <cstddef>
+
+namespace outbox {
+
+enum class Stmt : int {
+    PublishInsert,   // $1 id, $2 type, $3 payload, $4 headers, $5 ordering_key, $6 available_at
+    PublishExists,   // $1 id -> 0 none, 1 in outbox_events, 2 in archive
+    Claim,           // $1 batch, $2 lease secs, $3 owner, $4 types, $5 max_retries
+    Heartbeat,       // $1 ids, $2 token, $3 lease secs (NULL = keep)
+    Complete,        // $1 ids, $2 token
+    Release,         // $1 ids, $2 token
+    FailLock,        // $1 id, $2 token -> retry_count
+    FailUpdate,      // $1 id, $2 status, $3 error, $4 available_at, $5 next_retry_at
+    DiagnoseOutbox,  // $1 id -> status, lease_token
+    DiagnoseArchive, // $1 id -> status
+    Count_
+};
+
+constexpr int kStatementCount = static_cast<int>(Stmt::Count_);
+
+// Render statement `which` for schema `schema_quoted` into out (NUL-terminated).
+// Returns the length written; throws std::length_error if cap is too small.
+std::size_t render_statement(Stmt which, const char *schema_quoted, char *out, std::size_t cap);
+
+// Name of a statement, for error messages.
+const char *statement_name(Stmt which) noexcept;
+
+} // namespace outbox

@@ -1,0 +1,77 @@
+// Consuming: outbox_claim() hands out due events with a lease.
+//
+// One statement: pick due events, oldest first, FOR UPDATE SKIP LOCKED (so no
+// event goes to two claimers), skipping any whose ordering key has an earlier
+// event still in the outbox; mark them active with a lease and a fencing
+// token. See the "claim" statement in statements.cpp.
+#include "outbox/pg.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/state.hpp"
+#include "outbox/lease.hpp"
+
+extern "C" {
+#include "utils/tuplestore.h"
+}
+
+using namespace outbox;
+
+OUTBOX_SQL_FUNCTION(outbox_claim)
+{
+    int batch = PG_ARGISNULL(0) ? guc_batch_size : PG_GETARG_INT32(0);
+    if (batch < 1 || batch > kMaxBatch)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("batch_size must be between 1 and %d, not %d", kMaxBatch, batch)));
+    int lease = lease_arg(fcinfo, 1);
+
+    text *owner = nullptr;
+    if (!PG_ARGISNULL(2)) {
+        owner = PG_GETARG_TEXT_PP(2);
+        if (VARSIZE_ANY_EXHDR(owner) > kMaxNameBytes)
+            ereport(ERROR, (errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+                            errmsg("consumer name is too long (limit %d bytes)", kMaxNameBytes)));
+    } else if (application_name != nullptr && application_name[0] != '\0') {
+        owner = cstring_to_text(application_name);
+    }
+
+    ArrayType *types = nullptr;
+    if (!PG_ARGISNULL(3)) {
+        types = PG_GETARG_ARRAYTYPE_P(3);
+        if (ArrayGetNItems(ARR_NDIM(types), ARR_DIMS(types)) == 0)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("types must not be empty"),
+                            errhint("Pass NULL to claim events of every type.")));
+        if (array_contains_nulls(types))
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                            errmsg("types must not contain NULL")));
+    }
+
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+    spi_begin();
+    Datum values[5] = {Int32GetDatum(batch), Int32GetDatum(lease), PointerGetDatum(owner),
+                       PointerGetDatum(types), Int32GetDatum(guc_max_retries)};
+    char nulls[6] = "     ";
+    if (owner == nullptr)
+        nulls[2] = 'n';
+    if (types == nullptr)
+        nulls[3] = 'n';
+    run(Stmt::Claim, values, nulls);
+
+    // Columns 1-9 are the result; column 10 says whether the event was handed
+    // out (false: a reclaimed event that ran out of attempts and is now failed).
+    constexpr int kCols = 9;
+    SPITupleTable *tt = SPI_tuptable;
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        Datum row[kCols + 1];
+        bool isnull[kCols + 1];
+        heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
+        if (isnull[kCols] || !DatumGetBool(row[kCols]))
+            continue;
+        // Values point into SPI memory: the tuplestore copies them.
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
+    }
+    spi_end();
+    return (Datum) 0;
+}
+

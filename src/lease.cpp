@@ -1,0 +1,203 @@
+// Consuming: what a consumer does with events it holds a lease on.
+//
+// outbox_heartbeat(), outbox_release(), outbox_complete() and outbox_fail()
+// all name events and the lease token that claimed them. Each statement only
+// touches rows still active under that token; if it matched fewer events than
+// named, the call raises ERROR (OB001 for a lost lease, P0002 for an unknown
+// id), which undoes whatever the statement did: all or nothing.
+#include "outbox/pg.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/state.hpp"
+#include "outbox/lease.hpp"
+#include "outbox/backoff.hpp"
+
+extern "C" {
+#include "common/pg_prng.h"
+#include "mb/pg_wchar.h"
+}
+
+#include <cstring>
+
+namespace outbox {
+
+// Lease from an interval argument, or the outbox.processing_timeout default.
+int
+lease_arg(FunctionCallInfo fcinfo, int argno)
+{
+    if (PG_ARGISNULL(argno))
+        return (guc_processing_timeout_ms + 999) / 1000;
+    return lease_seconds_arg(PG_GETARG_INTERVAL_P(argno), "lease");
+}
+
+int64
+token_arg(FunctionCallInfo fcinfo, int argno)
+{
+    if (PG_ARGISNULL(argno))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("lease_token must not be NULL"),
+                        errhint("Pass the lease_token that outbox_claim() returned with the events.")));
+    return PG_GETARG_INT64(argno);
+}
+
+ArrayType *
+ids_arg(FunctionCallInfo fcinfo, int argno, int *n)
+{
+    if (PG_ARGISNULL(argno))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("ids must not be NULL")));
+    return distinct_uuid_array(PG_GETARG_ARRAYTYPE_P(argno), n);
+}
+
+namespace {
+
+// After an UPDATE/DELETE on `ids` that matched fewer rows than asked: find an
+// id that was not matched (first column of SPI_tuptable) and explain it.
+[[noreturn]] void
+report_unmatched(ArrayType *ids, int64 token, const char *action)
+{
+    Datum *elems;
+    bool *nulls;
+    int n;
+    deconstruct_array(ids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
+    SPITupleTable *tt = SPI_tuptable;
+    uint64 got = SPI_processed;
+    for (int i = 0; i < n; i++) {
+        bool found = false;
+        for (uint64 r = 0; r < got && !found; r++) {
+            bool isnull;
+            Datum d = SPI_getbinval(tt->vals[r], tt->tupdesc, 1, &isnull);
+            found = !isnull && memcmp(DatumGetUUIDP(d), DatumGetUUIDP(elems[i]), UUID_LEN) == 0;
+        }
+        if (!found)
+            raise_not_leased(DatumGetUUIDP(elems[i]), token, action);
+    }
+    elog(ERROR, "outbox: %s matched fewer events than asked, yet each was found", action);
+    pg_unreachable();
+}
+
+// Run a statement taking (ids, token[, extra]) that must match every id, or
+// raise ERROR (the caller's transaction then undoes the partial change).
+int
+run_on_leased(Stmt which, ArrayType *ids, int n, int64 token, const Datum *extra, const char *extra_nulls,
+              const char *action)
+{
+    Datum values[3] = {PointerGetDatum(ids), Int64GetDatum(token), extra ? extra[0] : (Datum) 0};
+    char nulls[4] = {' ', ' ', extra_nulls ? extra_nulls[0] : ' ', '\0'};
+    run(which, values, nulls);
+    if (SPI_processed != static_cast<uint64>(n))
+        report_unmatched(ids, token, action);
+    return n;
+}
+
+} // namespace
+} // namespace outbox
+
+using namespace outbox;
+
+OUTBOX_SQL_FUNCTION(outbox_heartbeat)
+{
+    int n;
+    ArrayType *ids = ids_arg(fcinfo, 0, &n);
+    int64 token = token_arg(fcinfo, 1);
+    Datum lease = Int32GetDatum(PG_ARGISNULL(2) ? 0 : lease_seconds_arg(PG_GETARG_INTERVAL_P(2), "lease"));
+    char lease_null = PG_ARGISNULL(2) ? 'n' : ' ';
+
+    spi_begin();
+    run_on_leased(Stmt::Heartbeat, ids, n, token, &lease, &lease_null, "heartbeat");
+    // Every row got the same expiry unless leases differed: report the earliest.
+    TimestampTz earliest = DT_NOEND;
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        bool isnull;
+        TimestampTz t = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &isnull));
+        if (t < earliest)
+            earliest = t;
+    }
+    spi_end();
+    PG_RETURN_TIMESTAMPTZ(earliest);
+}
+
+OUTBOX_SQL_FUNCTION(outbox_release)
+{
+    int n;
+    ArrayType *ids = ids_arg(fcinfo, 0, &n);
+    int64 token = token_arg(fcinfo, 1);
+    spi_begin();
+    run_on_leased(Stmt::Release, ids, n, token, nullptr, nullptr, "release");
+    spi_end();
+    PG_RETURN_INT32(n);
+}
+
+OUTBOX_SQL_FUNCTION(outbox_complete)
+{
+    int n;
+    ArrayType *ids = ids_arg(fcinfo, 0, &n);
+    int64 token = token_arg(fcinfo, 1);
+    spi_begin();
+    run_on_leased(Stmt::Complete, ids, n, token, nullptr, nullptr, "complete");
+    spi_end();
+    PG_RETURN_INT32(n);
+}
+
+OUTBOX_SQL_FUNCTION(outbox_fail)
+{
+    if (PG_ARGISNULL(0))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("id must not be NULL")));
+    pg_uuid_t *id = PG_GETARG_UUID_P(0);
+    int64 token = token_arg(fcinfo, 1);
+    if (PG_ARGISNULL(2))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+                        errmsg("error must not be NULL"),
+                        errhint("Say why the attempt failed: it is kept in last_error.")));
+    text *error = PG_GETARG_TEXT_PP(2);
+    Interval *retry_in = PG_ARGISNULL(3) ? nullptr : PG_GETARG_INTERVAL_P(3);
+    if (PG_ARGISNULL(4))
+        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("retryable must not be NULL")));
+    bool retryable = PG_GETARG_BOOL(4);
+    if (retry_in != nullptr) {
+        Interval zero = {};
+        if (DatumGetBool(DirectFunctionCall2(interval_lt, IntervalPGetDatum(retry_in), IntervalPGetDatum(&zero))))
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("retry_in must not be negative")));
+    }
+
+    // Long errors (stack traces) are kept, cut at a character boundary.
+    int len = VARSIZE_ANY_EXHDR(error);
+    if (len > kMaxErrorBytes) {
+        int cut = pg_mbcliplen(VARDATA_ANY(error), len, kMaxErrorBytes - 20);
+        char *buf = static_cast<char *>(palloc(cut + 32));
+        memcpy(buf, VARDATA_ANY(error), cut);
+        strcpy(buf + cut, " ... [truncated]");
+        error = cstring_to_text(buf);
+    }
+
+    spi_begin();
+    Datum key[2] = {UUIDPGetDatum(id), Int64GetDatum(token)};
+    run(Stmt::FailLock, key, nullptr, false, 1);
+    if (SPI_processed != 1)
+        raise_not_leased(id, token, "fail");
+    bool isnull;
+    int failures_before = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+    TimestampTz now = GetCurrentStatementStartTimestamp();
+    bool give_up = !retryable || attempts_exhausted(failures_before, guc_max_retries);
+    TimestampTz next = now;
+    if (!give_up) {
+        if (retry_in != nullptr) {
+            next = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),
+                                                           IntervalPGetDatum(retry_in)));
+        } else {
+            double wait_ms = backoff_ms(failures_before + 1, guc_base_backoff_ms, guc_max_backoff_ms,
+                                        pg_prng_double(&pg_global_prng_state));
+            next = now + static_cast<int64>(wait_ms * 1000.0);
+        }
+    }
+    const char *status = give_up ? "failed" : "created";
+    Datum values[5] = {UUIDPGetDatum(id), CStringGetTextDatum(status), PointerGetDatum(error),
+                       TimestampTzGetDatum(next), TimestampTzGetDatum(next)};
+    char nulls[6] = "     ";
+    if (give_up)
+        nulls[4] = 'n';
+    run(Stmt::FailUpdate, values, nulls);
+    spi_end();
+
+    PG_RETURN_DATUM(DirectFunctionCall2(enum_in, CStringGetDatum(status), ObjectIdGetDatum(status_type_oid())));
+}

@@ -1,0 +1,131 @@
+// Text of the statements behind the C++ fast paths (pure C++, see statements.hpp).
+#include "outbox/pure.hpp"
+#include "outbox/statements.hpp"
+
+#include <fmt/format.h>
+
+#include <stdexcept>
+
+namespace outbox {
+namespace {
+
+struct Template {
+    const char *name;
+    const char *text;
+};
+
+// {s} is the quoted schema of the extension.
+constexpr Template kTemplates[kStatementCount] = {
+    {"publish",
+     "INSERT INTO {s}.outbox_events (id, type, payload, headers, ordering_key, available_at) "
+     "VALUES ($1, $2, $3, $4, $5, coalesce($6, now()))"},
+
+    {"publish id check",
+     "SELECT CASE WHEN EXISTS (SELECT FROM {s}.outbox_events WHERE id = $1) THEN 1 "
+     "WHEN EXISTS (SELECT FROM {s}.outbox_events_archive WHERE id = $1) THEN 2 ELSE 0 END"},
+
+    // Due events, oldest first, never one whose ordering key has an earlier
+    // event still in the outbox (pending, in flight or failed). An active event
+    // whose lease expired is reclaimed: that counts as a failed attempt, and
+    // one past the maximum becomes failed instead of being handed out.
+    {"claim",
+     "WITH cand AS ("
+     " SELECT e.id FROM {s}.outbox_events e"
+     " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
+     "   AND e.available_at <= statement_timestamp()"
+     "   AND ($4::text[] IS NULL OR e.type = ANY ($4::text[]))"
+     "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
+     "        SELECT FROM {s}.outbox_events p"
+     "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
+     " ORDER BY e.available_at, e.seq"
+     " LIMIT $1"
+     " FOR UPDATE OF e SKIP LOCKED) "
+     "UPDATE {s}.outbox_events e SET"
+     " status = CASE WHEN e.status = 'active' AND e.retry_count >= $5"
+     "          THEN 'failed' ELSE 'active' END::{s}.outbox_status,"
+     " retry_count = e.retry_count + CASE WHEN e.status = 'active' THEN 1 ELSE 0 END,"
+     " last_error = CASE WHEN e.status = 'active'"
+     "   THEN format('lease expired: not completed within %s s by %s (lease token %s)',"
+     "               e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token)"
+     "   ELSE e.last_error END,"
+     " next_retry_at = NULL,"
+     " started_on = statement_timestamp(),"
+     " keep_alive = statement_timestamp(),"
+     " expire_in_seconds = $2,"
+     " available_at = statement_timestamp() + make_interval(secs => $2),"
+     " lease_owner = $3,"
+     " lease_token = (SELECT nextval('{s}.outbox_lease_token_seq'))"
+     " WHERE e.id = ANY (ARRAY(SELECT id FROM cand)) "
+     "RETURNING e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
+     " e.retry_count + 1, e.lease_token, e.available_at, e.status = 'active'"},
+
+    {"heartbeat",
+     "UPDATE {s}.outbox_events e SET"
+     " keep_alive = statement_timestamp(),"
+     " expire_in_seconds = coalesce($3, e.expire_in_seconds),"
+     " available_at = statement_timestamp() + make_interval(secs => coalesce($3, e.expire_in_seconds)) "
+     "WHERE e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active' "
+     "RETURNING e.id, e.available_at"},
+
+    {"complete",
+     "WITH done AS ("
+     " DELETE FROM {s}.outbox_events e"
+     " WHERE e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active'"
+     " RETURNING e.*) "
+     "INSERT INTO {s}.outbox_events_archive"
+     " (id, seq, type, payload, headers, ordering_key, status, occurred_at, created_on,"
+     "  retry_count, last_error, started_on, completed_on, lease_owner) "
+     "SELECT d.id, d.seq, d.type, d.payload, d.headers, d.ordering_key, 'completed', d.occurred_at,"
+     " d.created_on, d.retry_count, d.last_error, d.started_on, statement_timestamp(), d.lease_owner"
+     " FROM done d "
+     "RETURNING id"},
+
+    {"release",
+     "UPDATE {s}.outbox_events e SET"
+     " status = 'created', available_at = statement_timestamp(),"
+     " keep_alive = NULL, lease_owner = NULL, lease_token = NULL "
+     "WHERE e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active' "
+     "RETURNING e.id"},
+
+    {"fail lock",
+     "SELECT e.retry_count FROM {s}.outbox_events e"
+     " WHERE e.id = $1 AND e.lease_token = $2 AND e.status = 'active' FOR UPDATE"},
+
+    {"fail",
+     "UPDATE {s}.outbox_events e SET"
+     " status = $2::{s}.outbox_status, retry_count = e.retry_count + 1, last_error = $3,"
+     " available_at = $4, next_retry_at = $5,"
+     " keep_alive = NULL, lease_token = NULL "
+     "WHERE e.id = $1"},
+
+    {"lease check",
+     "SELECT e.status::text, e.lease_token FROM {s}.outbox_events e WHERE e.id = $1"},
+
+    {"archive check",
+     "SELECT x.status::text FROM {s}.outbox_events_archive x WHERE x.id = $1"
+     " ORDER BY x.completed_on DESC LIMIT 1"},
+};
+
+} // namespace
+
+std::size_t
+render_statement(Stmt which, const char *schema_quoted, char *out, std::size_t cap)
+{
+    const Template &t = kTemplates[static_cast<int>(which)];
+    if (cap == 0)
+        throw std::length_error("no room for a statement");
+    auto res = fmt::format_to_n(out, cap - 1, fmt::runtime(t.text), fmt::arg("s", schema_quoted));
+    if (res.size >= cap)
+        throw std::length_error(fmt::format("statement \"{}\" does not fit in {} bytes", t.name, cap));
+    out[res.size] = '\0';
+    return res.size;
+}
+
+const char *
+statement_name(Stmt which) noexcept
+{
+    int i = static_cast<int>(which);
+    return (i >= 0 && i < kStatementCount) ? kTemplates[i].name : "?";
+}
+
+} // namespace outbox
