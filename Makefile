@@ -11,11 +11,11 @@ DATA         = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$
 
 TESTS        = $(sort $(wildcard test/sql/*.sql))
 REGRESS      = $(patsubst test/sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --inputdir=test --outputdir=test/results \
+REGRESS_OPTS = --inputdir=test --outputdir=test \
                --temp-instance=test/tmp_regress --temp-config=test/regress.conf \
                --load-extension=$(EXTENSION)
 ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test --outputdir=test/output_iso \
+ISOLATION_OPTS = --inputdir=test --outputdir=test/isolation_output \
                  --temp-instance=test/tmp_isolation --temp-config=test/regress.conf \
                  --load-extension=$(EXTENSION)
 TAP_TESTS    = 1
@@ -36,7 +36,7 @@ endif
 # these functions (they are called, not inlined into plans).
 override with_llvm = no
 
-EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/output_iso test/tmp_regress test/tmp_isolation tmp_check
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/isolation_output test/tmp_regress test/tmp_isolation tmp_check
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Build outbox and run its test suites against a real PostgreSQL.
+#
+#   scripts/test.sh [regress] [isolation] [tap] [bench] [examples]   (default: regress isolation tap)
+#
+# The extension is installed into a private copy of the PostgreSQL
+# installation (PostgreSQL finds its share/ and lib/ relative to its binaries),
+# so several checkouts can be tested at once and the system install is never
+# touched. initdb refuses to run as root: run as root, the script copies the
+# tree to a work folder owned by the `postgres` user and runs everything there
+# as that user. It prints regression.diffs and server logs of failing suites,
+# and ends with the line "N passed, N failed".
+set -uo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+suites=("$@")
+[ ${#suites[@]} -gt 0 ] || suites=(regress isolation tap)
+pg_config=${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)}
+
+if [ "$(id -u)" = 0 ]; then
+    runas=${OUTBOX_TEST_USER:-postgres}
+    work=${OUTBOX_WORK:-/tmp/outbox-test-$(printf %s "$src" | md5sum | cut -c1-8)}
+    rm -rf "$work" && mkdir -p "$work/src"
+    # The tracked files plus untracked, unignored ones: what a clean clone has, and work in progress.
+    (cd "$src" && { git ls-files -z --cached --others --exclude-standard 2>/dev/null || find . -type f -print0; } |
+        xargs -0 -I{} cp --parents -- {} "$work/src/" 2>/dev/null) || cp -a "$src/." "$work/src/"
+    chown -R "$runas" "$work"
+    exec runuser -u "$runas" -- env OUTBOX_WORK="$work" PG_CONFIG="$pg_config" \
+        bash "$work/src/scripts/test.sh" "${suites[@]}"
+fi
+
+work=${OUTBOX_WORK:-$src/.test-work}
+mkdir -p "$work"
+cd "$src"
+
+prefix="$work/pg"
+bindir=$("$pg_config" --bindir)
+rm -rf "$prefix" && mkdir -p "$prefix"
+cp -a --parents "$bindir" "$("$pg_config" --pkglibdir)" "$("$pg_config" --sharedir)" "$prefix/"
+pbin="$prefix$bindir"
+
+passed=0
+failed=0
+status=0
+
+echo "== build (warnings are errors)"
+if ! make -s clean >/dev/null 2>&1 || ! make -s WERROR=1 PG_CONFIG="$pg_config" >"$work/build.log" 2>&1; then
+    cat "$work/build.log"
+    echo "build failed"
+    echo "0 passed, 1 failed"
+    exit 1
+fi
+make -s install DESTDIR="$prefix" PG_CONFIG="$pg_config" >/dev/null || { echo "install failed"; echo "0 passed, 1 failed"; exit 1; }
+
+# Count pg_regress / isolation results ("test x ... ok", "x ... FAILED").
+count_regress() {
+    local out=$1 ok bad
+    ok=$(grep -cE '\.\.\. ok' "$out")
+    bad=$(grep -cE '\.\.\. (FAILED|failed)' "$out")
+    passed=$((passed + ok)); failed=$((failed + bad))
+}
+
+show_failure() {
+    local dir
+    for dir in "$@"; do
+        [ -f "$dir/regression.diffs" ] && { echo "---- $dir/regression.diffs"; cat "$dir/regression.diffs"; }
+        for log in "$dir"/log/*.log "$dir"/tmp_check/log/*; do
+            [ -f "$log" ] && { echo "---- $log (last 80 lines)"; tail -n 80 "$log"; }
+        done
+    done
+}
+
+for suite in "${suites[@]}"; do
+    out="$work/$suite.out"
+    case $suite in
+    regress|isolation)
+        echo "== $suite"
+        make -s "check-$suite" PG_CONFIG="$pg_config" bindir="$pbin" >"$out" 2>&1
+        rc=$?
+        cat "$out"
+        before=$failed
+        count_regress "$out"
+        if [ $rc -ne 0 ] || [ $failed -ne $before ]; then
+            [ $failed -eq $before ] && failed=$((failed + 1))
+            status=1
+            [ $suite = regress ] && show_failure test
+            [ $suite = isolation ] && show_failure test/isolation_output
+        fi
+        ;;
+    tap)
+        echo "== tap"
+        make -s check-tap PG_CONFIG="$pg_config" bindir="$pbin" >"$out" 2>&1
+        rc=$?
+        cat "$out"
+        total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -n 1)
+        bad=$(grep -oE 'Failed [0-9]+/[0-9]+ subtests' "$out" | awk '{split($2,a,"/"); s+=a[1]} END {print s+0}')
+        dubious=$(grep -cE 'Dubious|Bad plan|No subtests run' "$out")
+        total=${total:-0}
+        passed=$((passed + total - bad)); failed=$((failed + bad + dubious))
+        if [ $rc -ne 0 ]; then
+            [ $((bad + dubious)) -eq 0 ] && failed=$((failed + 1))
+            status=1
+            for log in tmp_check/log/*; do
+                [ -f "$log" ] && { echo "---- $log (last 60 lines)"; tail -n 60 "$log"; }
+            done
+        fi
+        ;;
+    bench|examples)
+        echo "== $suite"
+        if [ -x "$suite/run.sh" ]; then
+            PGBIN="$pbin" OUTBOX_WORK="$work" bash "$suite/run.sh" --quick >"$out" 2>&1
+            rc=$?
+            cat "$out"
+            ok=$(grep -cE '^ok( |$)' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")
+            passed=$((passed + ok)); failed=$((failed + bad))
+            if [ $rc -ne 0 ]; then status=1; [ $bad -eq 0 ] && failed=$((failed + 1)); fi
+        else
+            echo "$suite/run.sh not present: skipped"
+        fi
+        ;;
+    *)
+        echo "unknown suite: $suite"; failed=$((failed + 1)); status=1 ;;
+    esac
+done
+
+echo "$passed passed, $failed failed"
+exit $status
