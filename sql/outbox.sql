@@ -230,7 +230,7 @@ AS 'MODULE_PATHNAME', 'outbox_claim'
 LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 50;
 
 COMMENT ON FUNCTION @extschema@.outbox_claim(integer, interval, text, text[]) IS
-    'Claim up to batch_size due events (FOR UPDATE SKIP LOCKED) with a lease; each row carries the lease''s fencing token.';
+    'Claim up to batch_size due events (FOR UPDATE SKIP LOCKED) with a lease; each row carries the lease''s fencing token. types: event type patterns (''user.created'', ''user.*'', ''*'').';
 
 CREATE FUNCTION @extschema@.outbox_heartbeat(ids uuid[], lease_token bigint, lease interval DEFAULT NULL)
 RETURNS timestamptz

@@ -13,6 +13,51 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
+namespace outbox {
+
+// Event type patterns ('user.created', 'user.*', '*') as LIKE patterns: '*'
+// matches any run of characters; LIKE's own % _ and \ are escaped.
+ArrayType *
+type_patterns_arg(ArrayType *types)
+{
+    if (ARR_NDIM(types) > 1)
+        ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("types must be a one-dimensional array")));
+    Datum *elems;
+    bool *nulls;
+    int n;
+    deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
+    if (n == 0)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("types must not be empty"),
+                        errhint("Pass NULL to claim events of every type.")));
+    for (int i = 0; i < n; i++) {
+        if (nulls[i])
+            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("types must not contain NULL")));
+        text *t = DatumGetTextPP(elems[i]);
+        int len = VARSIZE_ANY_EXHDR(t);
+        if (len == 0 || len > kMaxNameBytes)
+            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                            errmsg("each type pattern must have 1 to %d bytes", kMaxNameBytes)));
+        const char *src = VARDATA_ANY(t);
+        StringInfoData buf;
+        initStringInfo(&buf);
+        for (int j = 0; j < len; j++) {
+            char c = src[j];
+            if (c == '*')
+                appendStringInfoChar(&buf, '%');
+            else {
+                if (c == '%' || c == '_' || c == '\\')
+                    appendStringInfoChar(&buf, '\\');
+                appendStringInfoChar(&buf, c);
+            }
+        }
+        elems[i] = PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
+    }
+    return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+} // namespace outbox
+
 using namespace outbox;
 
 OUTBOX_SQL_FUNCTION(outbox_claim)
@@ -33,17 +78,7 @@ OUTBOX_SQL_FUNCTION(outbox_claim)
         owner = cstring_to_text(application_name);
     }
 
-    ArrayType *types = nullptr;
-    if (!PG_ARGISNULL(3)) {
-        types = PG_GETARG_ARRAYTYPE_P(3);
-        if (ArrayGetNItems(ARR_NDIM(types), ARR_DIMS(types)) == 0)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("types must not be empty"),
-                            errhint("Pass NULL to claim events of every type.")));
-        if (array_contains_nulls(types))
-            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                            errmsg("types must not contain NULL")));
-    }
+    ArrayType *types = PG_ARGISNULL(3) ? nullptr : type_patterns_arg(PG_GETARG_ARRAYTYPE_P(3));
 
     InitMaterializedSRF(fcinfo, 0);
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);

@@ -33,7 +33,7 @@ constexpr Template kTemplates[kStatementCount] = {
      " SELECT e.id FROM {s}.outbox_events e"
      " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
      "   AND e.available_at <= statement_timestamp()"
-     "   AND ($4::text[] IS NULL OR e.type = ANY ($4::text[]))"
+     "   AND ($4::text[] IS NULL OR e.type LIKE ANY ($4::text[]))"
      "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
      "        SELECT FROM {s}.outbox_events p"
      "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"

@@ -16,4 +16,8 @@ int64 token_arg(FunctionCallInfo fcinfo, int argno);
 // deduplicated; *n is the number of distinct ids.
 ArrayType *ids_arg(FunctionCallInfo fcinfo, int argno, int *n);
 
+// The types argument of a claim: event type patterns ('user.created',
+// 'user.*', '*') turned into LIKE patterns, checked (no NULL, not empty).
+ArrayType *type_patterns_arg(ArrayType *types);
+
 } // namespace outbox
