@@ -90,6 +90,52 @@ run_on_leased(Stmt which, ArrayType *ids, int n, int64 token, const Datum *extra
 }
 
 } // namespace
+
+const char *
+fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool retryable, TimestampTz *next_out)
+{
+    // Long errors (stack traces) are kept, cut at a character boundary.
+    int len = VARSIZE_ANY_EXHDR(error);
+    if (len > kMaxErrorBytes) {
+        int cut = pg_mbcliplen(VARDATA_ANY(error), len, kMaxErrorBytes - 20);
+        char *buf = static_cast<char *>(palloc(cut + 32));
+        memcpy(buf, VARDATA_ANY(error), cut);
+        strcpy(buf + cut, " ... [truncated]");
+        error = cstring_to_text(buf);
+    }
+
+    Datum key[2] = {UUIDPGetDatum(id), Int64GetDatum(token)};
+    run(Stmt::FailLock, key, nullptr, false, 1);
+    if (SPI_processed != 1)
+        raise_not_leased(id, token, "fail");
+    bool isnull;
+    int failures_before = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+
+    TimestampTz now = GetCurrentStatementStartTimestamp();
+    bool give_up = !retryable || attempts_exhausted(failures_before, guc_max_retries);
+    TimestampTz next = now;
+    if (!give_up) {
+        if (retry_in != nullptr) {
+            next = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),
+                                                           IntervalPGetDatum(retry_in)));
+        } else {
+            double wait_ms = backoff_ms(failures_before + 1, guc_base_backoff_ms, guc_max_backoff_ms,
+                                        pg_prng_double(&pg_global_prng_state));
+            next = now + static_cast<int64>(wait_ms * 1000.0);
+        }
+    }
+    const char *status = give_up ? "failed" : "created";
+    Datum values[5] = {UUIDPGetDatum(id), CStringGetTextDatum(status), PointerGetDatum(error),
+                       TimestampTzGetDatum(next), TimestampTzGetDatum(next)};
+    char nulls[6] = "     ";
+    if (give_up)
+        nulls[4] = 'n';
+    run(Stmt::FailUpdate, values, nulls);
+    if (next_out != nullptr)
+        *next_out = give_up ? 0 : next;
+    return status;
+}
+
 } // namespace outbox
 
 using namespace outbox;
@@ -159,44 +205,8 @@ OUTBOX_SQL_FUNCTION(outbox_fail)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE), errmsg("retry_in must not be negative")));
     }
 
-    // Long errors (stack traces) are kept, cut at a character boundary.
-    int len = VARSIZE_ANY_EXHDR(error);
-    if (len > kMaxErrorBytes) {
-        int cut = pg_mbcliplen(VARDATA_ANY(error), len, kMaxErrorBytes - 20);
-        char *buf = static_cast<char *>(palloc(cut + 32));
-        memcpy(buf, VARDATA_ANY(error), cut);
-        strcpy(buf + cut, " ... [truncated]");
-        error = cstring_to_text(buf);
-    }
-
     spi_begin();
-    Datum key[2] = {UUIDPGetDatum(id), Int64GetDatum(token)};
-    run(Stmt::FailLock, key, nullptr, false, 1);
-    if (SPI_processed != 1)
-        raise_not_leased(id, token, "fail");
-    bool isnull;
-    int failures_before = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
-
-    TimestampTz now = GetCurrentStatementStartTimestamp();
-    bool give_up = !retryable || attempts_exhausted(failures_before, guc_max_retries);
-    TimestampTz next = now;
-    if (!give_up) {
-        if (retry_in != nullptr) {
-            next = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),
-                                                           IntervalPGetDatum(retry_in)));
-        } else {
-            double wait_ms = backoff_ms(failures_before + 1, guc_base_backoff_ms, guc_max_backoff_ms,
-                                        pg_prng_double(&pg_global_prng_state));
-            next = now + static_cast<int64>(wait_ms * 1000.0);
-        }
-    }
-    const char *status = give_up ? "failed" : "created";
-    Datum values[5] = {UUIDPGetDatum(id), CStringGetTextDatum(status), PointerGetDatum(error),
-                       TimestampTzGetDatum(next), TimestampTzGetDatum(next)};
-    char nulls[6] = "     ";
-    if (give_up)
-        nulls[4] = 'n';
-    run(Stmt::FailUpdate, values, nulls);
+    const char *status = fail_leased(id, token, error, retry_in, retryable, nullptr);
     spi_end();
 
     PG_RETURN_DATUM(DirectFunctionCall2(enum_in, CStringGetDatum(status), ObjectIdGetDatum(status_type_oid())));

@@ -20,4 +20,12 @@ ArrayType *ids_arg(FunctionCallInfo fcinfo, int argno, int *n);
 // 'user.*', '*') turned into LIKE patterns, checked (no NULL, not empty).
 ArrayType *type_patterns_arg(ArrayType *types);
 
+// Record a failed attempt of event `id` held with lease `token` (between
+// spi_begin and spi_end): schedule a retry after retry_in (or the backoff),
+// or mark it failed when not retryable or out of attempts. Returns the new
+// status ("created" or "failed"); *next_out (if given) gets the retry time,
+// 0 when failed. Raises OB001/P0002 if the lease is not held.
+const char *fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool retryable,
+                        TimestampTz *next_out);
+
 } // namespace outbox
