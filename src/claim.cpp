@@ -84,9 +84,9 @@ OUTBOX_SQL_FUNCTION(outbox_claim)
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
     spi_begin();
-    Datum values[5] = {Int32GetDatum(batch), Int32GetDatum(lease), PointerGetDatum(owner),
-                       PointerGetDatum(types), Int32GetDatum(guc_max_retries)};
-    char nulls[6] = "     ";
+    Datum values[6] = {Int32GetDatum(batch), Int32GetDatum(lease), PointerGetDatum(owner),
+                       PointerGetDatum(types), Int32GetDatum(guc_max_retries), (Datum) 0};
+    char nulls[7] = "     n";
     if (owner == nullptr)
         nulls[2] = 'n';
     if (types == nullptr)

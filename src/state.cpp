@@ -29,6 +29,7 @@ struct ExtensionState {
     bool valid;              // schema resolved and plans belong to it
     bool recheck;            // a relcache event says: look again before use
     Oid schema_oid;
+    Oid owner;               // the role that created the extension
     Oid events_relid;
     Oid status_type;         // outbox_status
     char *schema_quoted;
@@ -48,9 +49,9 @@ forget_plans()
     }
 }
 
-// The schema of extension `ext` (PostgreSQL 15 does not export this).
+// The schema and owner of extension `ext` (PostgreSQL 15 does not export this).
 Oid
-extension_namespace(Oid ext)
+extension_namespace(Oid ext, Oid *owner)
 {
     Relation rel = table_open(ExtensionRelationId, AccessShareLock);
     ScanKeyData key;
@@ -58,6 +59,7 @@ extension_namespace(Oid ext)
     SysScanDesc scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
     HeapTuple tup = systable_getnext(scan);
     Oid nsp = HeapTupleIsValid(tup) ? ((Form_pg_extension) GETSTRUCT(tup))->extnamespace : InvalidOid;
+    *owner = HeapTupleIsValid(tup) ? ((Form_pg_extension) GETSTRUCT(tup))->extowner : InvalidOid;
     systable_endscan(scan);
     table_close(rel, AccessShareLock);
     return nsp;
@@ -72,7 +74,9 @@ resolve_extension()
                         errmsg("extension \"outbox\" is not installed in database \"%s\"",
                                get_database_name(MyDatabaseId)),
                         errhint("Run CREATE EXTENSION outbox;")));
-    Oid nsp = extension_namespace(ext);
+    Oid owner;
+    Oid nsp = extension_namespace(ext, &owner);
+    state.owner = owner;
     if (state.valid && nsp == state.schema_oid) {
         state.events_relid = get_relname_relid("outbox_events", nsp);
         state.recheck = false;
@@ -124,7 +128,7 @@ arg_types(Stmt which)
     case Stmt::PublishExists:
         return {1, {UUIDOID}};
     case Stmt::Claim:
-        return {5, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID}};
+        return {6, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTARRAYOID}};
     case Stmt::Heartbeat:
         return {3, {UUIDARRAYOID, INT8OID, INT4OID}};
     case Stmt::Complete:
@@ -138,6 +142,17 @@ arg_types(Stmt which)
     case Stmt::DiagnoseOutbox:
     case Stmt::DiagnoseArchive:
         return {1, {UUIDOID}};
+    case Stmt::RelayRows:
+        return {1, {UUIDARRAYOID}};
+    case Stmt::Subscriptions:
+    case Stmt::NextDue:
+        return {0, {}};
+    case Stmt::ReclaimExpired:
+        return {2, {INT4OID, INT4OID}};
+    case Stmt::ArchiveMaintain:
+        return {1, {INT4OID}};
+    case Stmt::SubscriptionInsert:
+        return {4, {TEXTOID, TEXTOID, OIDOID, OIDOID}};
     case Stmt::Count_:
         break;
     }
@@ -159,6 +174,13 @@ extension_schema_oid()
 {
     ensure_state();
     return state.schema_oid;
+}
+
+Oid
+extension_owner_oid()
+{
+    ensure_state();
+    return state.owner;
 }
 
 Oid

@@ -34,6 +34,7 @@ constexpr Template kTemplates[kStatementCount] = {
      " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
      "   AND e.available_at <= statement_timestamp()"
      "   AND ($4::text[] IS NULL OR e.type LIKE ANY ($4::text[]))"
+     "   AND ($6::text[] IS NULL OR NOT e.type LIKE ANY ($6::text[]))"
      "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
      "        SELECT FROM {s}.outbox_events p"
      "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
@@ -104,6 +105,46 @@ constexpr Template kTemplates[kStatementCount] = {
     {"archive check",
      "SELECT x.status::text FROM {s}.outbox_events_archive x WHERE x.id = $1"
      " ORDER BY x.completed_on DESC LIMIT 1"},
+
+    // The relay hands each handler the whole row (after the claim).
+    {"relay rows",
+     "SELECT e.id, e.lease_token, e.type, e FROM {s}.outbox_events e"
+     " WHERE e.id = ANY ($1) AND e.status = 'active' ORDER BY e.seq"},
+
+    {"subscriptions",
+     "SELECT s.name, s.event_type, s.handler::oid, s.owner::oid, s.paused"
+     " FROM {s}.outbox_subscriptions s ORDER BY s.name"},
+
+    // Expired leases of consumers that did not come back: counts the attempt,
+    // as a claim that reclaims does; past the maximum the event is failed.
+    // Rows locked by a live transaction (the relay's own claims) are skipped.
+    {"reclaim expired",
+     "WITH expired AS ("
+     " SELECT e.id FROM {s}.outbox_events e"
+     " WHERE e.status = 'active' AND e.available_at <= statement_timestamp()"
+     " ORDER BY e.available_at LIMIT $2"
+     " FOR UPDATE SKIP LOCKED) "
+     "UPDATE {s}.outbox_events e SET"
+     " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
+     " retry_count = e.retry_count + 1,"
+     " last_error = format('lease expired: not completed within %s s by %s (lease token %s)',"
+     "                     e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token),"
+     " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
+     " WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) "
+     "RETURNING e.status = 'failed'"},
+
+    {"archive maintain",
+     "SELECT a FROM {s}.outbox_archive_maintain(make_interval(mins => $1)) a"},
+
+    {"next due",
+     "SELECT min(e.available_at) FROM {s}.outbox_events e"
+     " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
+     "   AND e.available_at > statement_timestamp()"},
+
+    {"subscribe",
+     "INSERT INTO {s}.outbox_subscriptions (name, event_type, handler, owner)"
+     " VALUES ($1, $2, $3::regprocedure, $4::regrole)"
+     " ON CONFLICT (name) DO NOTHING RETURNING name"},
 };
 
 } // namespace

@@ -38,6 +38,8 @@ extern bool in_relay_worker;
 // backend and again after the extension was dropped or re-created.
 const char *extension_schema_quoted();
 Oid extension_schema_oid();
+// The role that created the extension (owner of its tables).
+Oid extension_owner_oid();
 Oid status_type_oid();
 
 // Connect to SPI with the search path pinned to pg_catalog; undo with

@@ -14,7 +14,8 @@ namespace outbox {
 enum class Stmt : int {
     PublishInsert,   // $1 id, $2 type, $3 payload, $4 headers, $5 ordering_key, $6 available_at
     PublishExists,   // $1 id -> 0 none, 1 in outbox_events, 2 in archive
-    Claim,           // $1 batch, $2 lease secs, $3 owner, $4 LIKE patterns of types (NULL = all), $5 max_retries
+    Claim,           // $1 batch, $2 lease secs, $3 owner, $4 LIKE patterns of types (NULL = all), $5 max_retries,
+                     // $6 LIKE patterns of types to leave alone (NULL = none)
     Heartbeat,       // $1 ids, $2 token, $3 lease secs (NULL = keep)
     Complete,        // $1 ids, $2 token
     Release,         // $1 ids, $2 token
@@ -22,6 +23,12 @@ enum class Stmt : int {
     FailUpdate,      // $1 id, $2 status, $3 error, $4 available_at, $5 next_retry_at
     DiagnoseOutbox,  // $1 id -> status, lease_token
     DiagnoseArchive, // $1 id -> status
+    RelayRows,       // $1 ids -> id, lease_token, type, whole row (composite) of the active ones, by seq
+    Subscriptions,   // -> name, event_type, handler oid, owner oid, paused
+    ReclaimExpired,  // $1 max_retries, $2 limit -> became_failed per event
+    ArchiveMaintain, // $1 retention minutes -> actions taken
+    NextDue,         // -> earliest available_at still ahead (retry, delivery time, lease end)
+    SubscriptionInsert, // $1 name, $2 event_type, $3 handler oid, $4 owner oid -> name (none on conflict)
     Count_
 };
 
