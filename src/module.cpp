@@ -2,6 +2,8 @@
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
+#include "outbox/wakeup.hpp"
+#include "outbox/worker.hpp"
 
 #include <cstring>
 
@@ -39,8 +41,16 @@ static void
 init_module()
 {
     define_gucs();
+    define_worker_gucs();
     MarkGUCPrefixReserved("outbox");
     register_invalidation();
+    register_wakeup_callback();
+    // The relay (shared memory, launcher) exists only when preloaded; the SQL
+    // API works without it, and what needs it says so.
+    if (process_shared_preload_libraries_in_progress) {
+        install_shmem_hooks();
+        register_launcher();
+    }
 }
 
 } // namespace outbox

@@ -6,6 +6,7 @@
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
 #include "outbox/publish.hpp"
+#include "outbox/wakeup.hpp"
 
 extern "C" {
 #include "common/hashfn.h"
@@ -234,6 +235,7 @@ OUTBOX_SQL_FUNCTION(outbox_publish)
     spi_begin();
     publish_one(a, id);
     spi_end();
+    note_published();
     PG_RETURN_UUID_P(id);
 }
 
@@ -370,6 +372,7 @@ OUTBOX_SQL_FUNCTION(outbox_publish_batch)
         }
         spi_end();
         error_context_stack = cb.previous;
-        }
+        note_published();
+    }
     PG_RETURN_ARRAYTYPE_P(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
 }
