@@ -536,3 +536,146 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_archive_maintain(interval, integer)
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_stats() TO pg_monitor;
+
+-------------------------------------------------------------------------------
+-- Subscriptions: SQL handlers the relay (background worker) calls, once per
+-- event, in the transaction that moves the event to the archive.
+-------------------------------------------------------------------------------
+
+CREATE TABLE @extschema@.outbox_subscriptions (
+    name        text NOT NULL,
+    -- An event type ('user.created') or a pattern ('user.*', '*').
+    event_type  text NOT NULL,
+    -- A function taking one outbox_events row; it runs as owner.
+    handler     regprocedure NOT NULL,
+    owner       regrole NOT NULL,
+    -- A paused subscription receives nothing, and the events it matches wait
+    -- in outbox_events (even those other subscriptions match) until it resumes.
+    paused      boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT outbox_subscriptions_pkey PRIMARY KEY (name),
+    CONSTRAINT outbox_subscriptions_name_check
+        CHECK (name OPERATOR(pg_catalog.<>) ''::text
+               AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 255),
+    CONSTRAINT outbox_subscriptions_event_type_check
+        CHECK (event_type OPERATOR(pg_catalog.<>) ''::text
+               AND pg_catalog.octet_length(event_type) OPERATOR(pg_catalog.<=) 255)
+);
+
+COMMENT ON TABLE @extschema@.outbox_subscriptions IS
+    'SQL handlers the relay calls for each event of a type (pattern). Change through outbox_subscribe() and friends.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_subscriptions', '');
+
+CREATE FUNCTION @extschema@.outbox_subscribe(
+    name       text,
+    event_type text,
+    handler    regproc,
+    owner      regrole DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'outbox_subscribe'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.outbox_subscribe(text, text, regproc, regrole) IS
+    'Call handler (a function taking one outbox_events row; name it ''my_handler'' or, if overloaded, ''my_handler(outbox_events)''::regprocedure) for every event whose type matches event_type (''user.created'', ''user.*'', ''*''); it runs as owner (default: the calling role), exactly once per event.';
+
+CREATE FUNCTION @extschema@._outbox_wake_relay()
+RETURNS void
+AS 'MODULE_PATHNAME', '_outbox_wake_relay'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION @extschema@._outbox_subscription_set_paused(sub text, pause boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    UPDATE @extschema@.outbox_subscriptions s SET paused = pause WHERE s.name = sub;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', sub
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT name FROM outbox_subscriptions lists them.';
+    END IF;
+    PERFORM @extschema@._outbox_wake_relay();
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._outbox_subscription_set_paused(text, boolean) FROM PUBLIC;
+
+CREATE FUNCTION @extschema@.outbox_pause_subscription(name text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@._outbox_subscription_set_paused(name, true) $$;
+
+COMMENT ON FUNCTION @extschema@.outbox_pause_subscription(text) IS
+    'Stop calling the subscription''s handler; the events it matches wait in outbox_events until it resumes.';
+
+CREATE FUNCTION @extschema@.outbox_resume_subscription(name text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@._outbox_subscription_set_paused(name, false) $$;
+
+COMMENT ON FUNCTION @extschema@.outbox_resume_subscription(text) IS
+    'Deliver to a paused subscription again, starting with the events that waited.';
+
+CREATE FUNCTION @extschema@.outbox_unsubscribe(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    DELETE FROM @extschema@.outbox_subscriptions s WHERE s.name = outbox_unsubscribe.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', outbox_unsubscribe.name
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT name FROM outbox_subscriptions lists them.';
+    END IF;
+    PERFORM @extschema@._outbox_wake_relay();
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.outbox_unsubscribe(text) IS
+    'Drop a subscription. Events it alone matched stay in outbox_events, for SQL consumers or a new subscription.';
+
+-- What each relay worker is doing, with its counters since it started
+-- (needs shared_preload_libraries = 'outbox').
+CREATE FUNCTION @extschema@.outbox_worker_stats()
+RETURNS TABLE (
+    database      text,
+    pid           integer,
+    state         text,
+    started_at    timestamptz,
+    delivered     bigint,
+    failed        bigint,
+    retried       bigint,
+    reclaimed     bigint,
+    batches       bigint,
+    last_batch_at timestamptz,
+    last_error    text,
+    last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'outbox_worker_stats'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION @extschema@.outbox_worker_stats() IS
+    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started.';
+
+REVOKE ALL ON TABLE @extschema@.outbox_subscriptions FROM PUBLIC;
+REVOKE ALL ON FUNCTION
+    @extschema@.outbox_subscribe(text, text, regproc, regrole),
+    @extschema@._outbox_wake_relay(),
+    @extschema@.outbox_pause_subscription(text),
+    @extschema@.outbox_resume_subscription(text),
+    @extschema@.outbox_unsubscribe(text),
+    @extschema@.outbox_worker_stats()
+FROM PUBLIC;
+GRANT SELECT ON TABLE @extschema@.outbox_subscriptions TO outbox_admin;
+GRANT EXECUTE ON FUNCTION
+    @extschema@.outbox_subscribe(text, text, regproc, regrole),
+    @extschema@._outbox_wake_relay(),
+    @extschema@.outbox_pause_subscription(text),
+    @extschema@.outbox_resume_subscription(text),
+    @extschema@.outbox_unsubscribe(text),
+    @extschema@.outbox_worker_stats()
+TO outbox_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO pg_monitor;

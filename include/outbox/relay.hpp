@@ -1,0 +1,34 @@
+// The relay: claim a batch for the SQL subscriptions and dispatch it, each
+// event in its own subtransaction, the whole batch in one transaction.
+#pragma once
+
+#include "outbox/pg.hpp"
+
+namespace outbox {
+
+// What one batch did.
+struct BatchResult {
+    bool extension_missing;  // the database has no outbox extension (yet)
+    int claimed;             // events claimed (0: nothing due for any subscription)
+    int delivered;
+    int retried;
+    int failed;
+    TimestampTz next_due;    // when the next event becomes due (a retry, a delivery
+                             // time, the end of a lease); 0: none known
+};
+
+// Run one batch of at most `batch_size` events in its own transaction.
+// Raises ERROR on a failure outside the handlers (the caller aborts).
+void relay_batch(int batch_size, BatchResult *out);
+
+// Take back expired leases of external consumers (own transaction);
+// returns how many, and how many of those became failed.
+int reclaim_expired(int *failed_out);
+
+// Run outbox_archive_maintain(retention) (own transaction).
+void maintain_archive(int retention_minutes);
+
+// Does event type `type` match subscription pattern `pattern` ('*' = any run)?
+bool type_matches(const char *pattern, const char *type);
+
+} // namespace outbox

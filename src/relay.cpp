@@ -1,0 +1,448 @@
+// The relay: one batch of events dispatched to the SQL subscriptions.
+//
+// One transaction per batch. The claim (restricted to the event types of
+// active subscriptions, never those of a paused one) locks and leases the
+// events; each event then gets its own subtransaction in which every matching
+// handler runs as the subscription's owner, under outbox.handler_timeout, and
+// the event moves to the archive. The handlers' writes and the archive move
+// commit together with the batch, or not at all: exactly-once effect. A
+// handler error rolls back that event's subtransaction only; the failure is
+// recorded with backoff (failed after the maximum) and the batch goes on.
+#include "outbox/pg.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/state.hpp"
+#include "outbox/lease.hpp"
+#include "outbox/relay.hpp"
+#include "outbox/worker.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_proc.h"
+#include "pgstat.h"
+#include "utils/acl.h"
+#include "utils/datum.h"
+#include "utils/regproc.h"
+#include "utils/snapmgr.h"
+#include "utils/syscache.h"
+#include "utils/timeout.h"
+}
+
+#include <cstring>
+
+namespace outbox {
+
+namespace {
+
+constexpr const char *kRelayConsumer = "outbox relay";
+constexpr int kReclaimLimit = 1000;
+
+struct Subscription {
+    char *name;
+    char *pattern;
+    Oid handler;
+    Oid owner;
+    bool paused;
+};
+
+struct Event {
+    pg_uuid_t id;
+    int64 token;
+    char *type;
+    Datum row;  // the whole outbox_events row, as the handlers' argument
+};
+
+char *
+column_cstring(HeapTuple tup, TupleDesc desc, int col)
+{
+    bool isnull;
+    Datum d = SPI_getbinval(tup, desc, col, &isnull);
+    return isnull ? pstrdup("") : TextDatumGetCString(d);
+}
+
+// Subscriptions in name order (between spi_begin and spi_end), copied into cxt.
+Subscription *
+load_subscriptions(MemoryContext cxt, int *n_out)
+{
+    run(Stmt::Subscriptions, nullptr, nullptr, true, 0);
+    int n = static_cast<int>(SPI_processed);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    Subscription *subs = static_cast<Subscription *>(palloc0(sizeof(Subscription) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        HeapTuple tup = SPI_tuptable->vals[i];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        bool isnull;
+        subs[i].name = column_cstring(tup, desc, 1);
+        subs[i].pattern = column_cstring(tup, desc, 2);
+        subs[i].handler = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+        subs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
+        subs[i].paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+    }
+    MemoryContextSwitchTo(old);
+    *n_out = n;
+    return subs;
+}
+
+// The LIKE patterns of the active (paused = false) or paused subscriptions;
+// null when there are none.
+ArrayType *
+claim_patterns(const Subscription *subs, int n, bool paused)
+{
+    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (subs[i].paused == paused)
+            elems[k++] = CStringGetTextDatum(subs[i].pattern);
+    if (k == 0)
+        return nullptr;
+    return type_patterns_arg(construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+// Run one handler on one event as the subscription's owner, with the
+// handler timeout. Raises ERROR if the handler does (or cannot be run).
+void
+call_handler(const Subscription *sub, Datum row)
+{
+    if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(sub->owner)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("the owner (role %u) of subscription \"%s\" no longer exists", sub->owner, sub->name),
+                        errhint("Drop the subscription with outbox_unsubscribe() and subscribe again.")));
+    if (!SearchSysCacheExists1(PROCOID, ObjectIdGetDatum(sub->handler)))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
+                        errmsg("the handler (function %u) of subscription \"%s\" no longer exists",
+                               sub->handler, sub->name),
+                        errhint("Drop the subscription with outbox_unsubscribe() and subscribe again.")));
+    if (pg_proc_aclcheck(sub->handler, sub->owner, ACL_EXECUTE) != ACLCHECK_OK)
+        ereport(ERROR, (errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+                        errmsg("role \"%s\" may not execute %s, the handler of subscription \"%s\"",
+                               GetUserNameFromId(sub->owner, false),
+                               format_procedure(sub->handler), sub->name)));
+
+    Oid save_user;
+    int save_sec;
+    GetUserIdAndSecContext(&save_user, &save_sec);
+    SetUserIdAndSecContext(sub->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
+    // Settings the handler changes (SET LOCAL, set_config) end with it.
+    int nest = NewGUCNestLevel();
+    if (guc_handler_timeout_ms > 0)
+        enable_timeout_after(STATEMENT_TIMEOUT, guc_handler_timeout_ms);
+
+    FmgrInfo flinfo;
+    fmgr_info(sub->handler, &flinfo);
+    LOCAL_FCINFO(fcinfo, 1);
+    InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, nullptr, nullptr);
+    fcinfo->args[0].value = row;
+    fcinfo->args[0].isnull = false;
+    (void) FunctionCallInvoke(fcinfo);
+
+    if (guc_handler_timeout_ms > 0)
+        disable_timeout(STATEMENT_TIMEOUT, false);
+    AtEOXact_GUC(true, nest);
+    SetUserIdAndSecContext(save_user, save_sec);
+}
+
+// The handlers and the archive move of one event, in a subtransaction.
+// Returns true if it committed; otherwise *error gets the message.
+bool
+deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContext cxt, char **error)
+{
+    volatile int current = -1;
+    volatile bool ok = false;
+    ResourceOwner owner = CurrentResourceOwner;
+
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(cxt);
+    PG_TRY();
+    {
+        for (int i = 0; i < nsubs; i++) {
+            if (subs[i].paused || !type_matches(subs[i].pattern, ev->type))
+                continue;
+            current = i;
+            call_handler(&subs[i], ev->row);
+        }
+        current = -1;
+        spi_begin();
+        Datum id = UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id));
+        Datum values[2] = {PointerGetDatum(construct_array(&id, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                           Int64GetDatum(ev->token)};
+        run(Stmt::Complete, values, nullptr);
+        if (SPI_processed != 1)
+            raise_not_leased(const_cast<pg_uuid_t *>(&ev->id), ev->token, "complete");
+        spi_end();
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(cxt);
+        CurrentResourceOwner = owner;
+        ok = true;
+    }
+    PG_CATCH();
+    {
+        disable_timeout(STATEMENT_TIMEOUT, false);
+        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(cxt);
+        CurrentResourceOwner = owner;
+        int i = current;
+        if (i >= 0)
+            *error = psprintf("subscription \"%s\" (%s): %s", subs[i].name, subs[i].pattern,
+                              edata->message ? edata->message : "unknown error");
+        else
+            *error = psprintf("%s", edata->message ? edata->message : "unknown error");
+        FreeErrorData(edata);
+    }
+    PG_END_TRY();
+    return ok;
+}
+
+// Record a failed attempt (own subtransaction: if even that fails, the event
+// keeps its lease and upkeep reclaims it when the lease ends).
+void
+record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResult *out)
+{
+    ResourceOwner owner = CurrentResourceOwner;
+    BeginInternalSubTransaction(nullptr);
+    MemoryContextSwitchTo(cxt);
+    PG_TRY();
+    {
+        TimestampTz next = 0;
+        spi_begin();
+        const char *status = fail_leased(const_cast<pg_uuid_t *>(&ev->id), ev->token, cstring_to_text(error),
+                                         nullptr, true, &next);
+        spi_end();
+        ReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(cxt);
+        CurrentResourceOwner = owner;
+        char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id))));
+        if (strcmp(status, "failed") == 0) {
+            out->failed++;
+            ereport(WARNING, (errmsg("outbox relay: event %s (%s) failed for good", id, ev->type),
+                              errdetail("%s", error),
+                              errhint("outbox_failed_events() lists it; outbox_retry() queues it again.")));
+        } else {
+            out->retried++;
+            ereport(LOG, (errmsg("outbox relay: event %s (%s) will be retried at %s", id, ev->type,
+                                 timestamptz_to_str(next)),
+                          errdetail("%s", error)));
+        }
+    }
+    PG_CATCH();
+    {
+        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = CopyErrorData();
+        FlushErrorState();
+        RollbackAndReleaseCurrentSubTransaction();
+        MemoryContextSwitchTo(cxt);
+        CurrentResourceOwner = owner;
+        ereport(WARNING, (errmsg("outbox relay: could not record the failure of an event: %s", edata->message),
+                          errdetail("%s", error)));
+        FreeErrorData(edata);
+    }
+    PG_END_TRY();
+}
+
+// Start a transaction for relay work; false (and nothing open) when the
+// database has no outbox extension.
+bool
+begin_work(Oid *save_user, int *save_sec)
+{
+    MemoryContext cxt = CurrentMemoryContext;
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    PushActiveSnapshot(GetTransactionSnapshot());
+    MemoryContextSwitchTo(cxt);
+    if (!OidIsValid(get_extension_oid("outbox", true))) {
+        PopActiveSnapshot();
+        CommitTransactionCommand();
+        MemoryContextSwitchTo(cxt);
+        return false;
+    }
+    // The relay's own statements run as the extension's owner, as the
+    // SECURITY DEFINER functions do: outbox.role needs no rights on the tables.
+    Oid owner = extension_owner_oid();
+    GetUserIdAndSecContext(save_user, save_sec);
+    SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+    return true;
+}
+
+// When the next event becomes due (between spi_begin and spi_end).
+TimestampTz
+next_due()
+{
+    run(Stmt::NextDue, nullptr, nullptr, true, 1);
+    bool isnull = true;
+    Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
+    return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+void
+end_work(Oid save_user, int save_sec)
+{
+    MemoryContext cxt = CurrentMemoryContext;
+    SetUserIdAndSecContext(save_user, save_sec);
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    MemoryContextSwitchTo(cxt);
+}
+
+} // namespace
+
+bool
+type_matches(const char *p, const char *s)
+{
+    const char *star = nullptr;
+    const char *resume = nullptr;
+    while (*s != '\0') {
+        if (*p == '*') {
+            star = p++;
+            resume = s;
+        } else if (*p == *s) {
+            p++;
+            s++;
+        } else if (star != nullptr) {
+            p = star + 1;
+            s = ++resume;
+        } else {
+            return false;
+        }
+    }
+    while (*p == '*')
+        p++;
+    return *p == '\0';
+}
+
+void
+relay_batch(int batch_size, BatchResult *out)
+{
+    memset(out, 0, sizeof *out);
+    MemoryContext cxt = CurrentMemoryContext;
+    Oid save_user;
+    int save_sec;
+    if (!begin_work(&save_user, &save_sec)) {
+        out->extension_missing = true;
+        return;
+    }
+
+    spi_begin();
+    int nsubs;
+    Subscription *subs = load_subscriptions(cxt, &nsubs);
+    ArrayType *active = claim_patterns(subs, nsubs, false);
+    if (active == nullptr) {
+        spi_end();
+        end_work(save_user, save_sec);
+        return;
+    }
+    ArrayType *paused = claim_patterns(subs, nsubs, true);
+
+    pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
+    int lease = (guc_processing_timeout_ms + 999) / 1000;
+    Datum values[6] = {Int32GetDatum(batch_size), Int32GetDatum(lease), CStringGetTextDatum(kRelayConsumer),
+                       PointerGetDatum(active), Int32GetDatum(guc_max_retries), PointerGetDatum(paused)};
+    char nulls[7] = "      ";
+    if (paused == nullptr)
+        nulls[5] = 'n';
+    run(Stmt::Claim, values, nulls);
+    int claimed = static_cast<int>(SPI_processed);
+    out->claimed = claimed;
+    if (claimed == 0) {
+        out->next_due = next_due();
+        spi_end();
+        end_work(save_user, save_sec);
+        pgstat_report_activity(STATE_IDLE, nullptr);
+        return;
+    }
+    // Column 10 is false for an expired lease that ran out of attempts: the
+    // claim made it failed instead of handing it out.
+    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
+    for (int i = 0; i < claimed; i++) {
+        bool isnull;
+        ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+        Datum handed = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 10, &isnull);
+        if (isnull || !DatumGetBool(handed))
+            out->failed++;
+    }
+    Datum arg = PointerGetDatum(construct_array(ids, claimed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+    run(Stmt::RelayRows, &arg, nullptr);
+    int n = static_cast<int>(SPI_processed);
+    MemoryContext old = MemoryContextSwitchTo(cxt);
+    Event *events = static_cast<Event *>(palloc0(sizeof(Event) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        HeapTuple tup = SPI_tuptable->vals[i];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        bool isnull;
+        memcpy(&events[i].id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+        events[i].token = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
+        events[i].type = column_cstring(tup, desc, 3);
+        events[i].row = datumCopy(SPI_getbinval(tup, desc, 4, &isnull), false, -1);
+    }
+    MemoryContextSwitchTo(old);
+    spi_end();
+
+    char activity[96];
+    snprintf(activity, sizeof activity, "outbox relay: delivering %d events", n);
+    pgstat_report_activity(STATE_RUNNING, activity);
+    for (int i = 0; i < n; i++) {
+        CHECK_FOR_INTERRUPTS();
+        char *error = nullptr;
+        if (deliver_event(&events[i], subs, nsubs, cxt, &error))
+            out->delivered++;
+        else
+            record_failure(&events[i], error, cxt, out);
+    }
+    if (claimed < batch_size) {
+        spi_begin();
+        out->next_due = next_due();
+        spi_end();
+    }
+    end_work(save_user, save_sec);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+int
+reclaim_expired(int *failed_out)
+{
+    *failed_out = 0;
+    Oid save_user;
+    int save_sec;
+    if (!begin_work(&save_user, &save_sec))
+        return 0;
+    spi_begin();
+    Datum values[2] = {Int32GetDatum(guc_max_retries), Int32GetDatum(kReclaimLimit)};
+    run(Stmt::ReclaimExpired, values, nullptr);
+    int n = static_cast<int>(SPI_processed);
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+            (*failed_out)++;
+    }
+    spi_end();
+    end_work(save_user, save_sec);
+    if (n > 0)
+        ereport(LOG, (errmsg("outbox relay: took back %d events whose lease expired (%d of them failed for good)",
+                             n, *failed_out)));
+    return n;
+}
+
+void
+maintain_archive(int retention_minutes)
+{
+    Oid save_user;
+    int save_sec;
+    if (!begin_work(&save_user, &save_sec))
+        return;
+    pgstat_report_activity(STATE_RUNNING, "outbox relay: archive maintenance");
+    spi_begin();
+    Datum arg = Int32GetDatum(retention_minutes);
+    run(Stmt::ArchiveMaintain, &arg, nullptr);
+    for (uint64 i = 0; i < SPI_processed; i++) {
+        bool isnull;
+        Datum d = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+        if (!isnull)
+            ereport(LOG, (errmsg("outbox relay: archive maintenance: %s", TextDatumGetCString(d))));
+    }
+    spi_end();
+    end_work(save_user, save_sec);
+    pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+} // namespace outbox

@@ -1,0 +1,660 @@
+// The relay's background workers.
+//
+// The launcher (a static worker, started by the postmaster after recovery)
+// keeps one worker per database of outbox.databases: it starts the missing
+// ones, stops those no longer listed (or when outbox.enabled goes off, or
+// outbox.role changes), and restarts one that exited, one second later. It
+// connects to no database: pg_database and pg_authid are shared catalogs.
+//
+// A worker serves one database: it publishes its latch for wake-on-commit,
+// then loops: upkeep when due (expired leases, archive retention), one batch
+// (src/relay.cpp), and, unless the batch came back full, a wait on its latch
+// with the poll interval as a fallback. An error outside the handlers aborts
+// the transaction and backs off (outbox.max_error_backoff); it never takes
+// the cluster down.
+#include "outbox/pg.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/state.hpp"
+#include "outbox/relay.hpp"
+#include "outbox/wakeup.hpp"
+#include "outbox/worker.hpp"
+
+extern "C" {
+#include "access/heapam.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/xlog.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/acl.h"
+#include "utils/varlena.h"
+}
+
+#include <climits>
+#include <csignal>
+#include <cstring>
+
+namespace outbox {
+
+char *guc_databases = nullptr;
+bool guc_enabled = true;
+int guc_poll_interval_ms = 1000;
+int guc_max_error_backoff_ms = 30000;
+int guc_archive_retention_min = 7 * 24 * 60;
+char *guc_role = nullptr;
+int guc_handler_timeout_ms = 10000;
+
+namespace {
+
+char my_dbname[NAMEDATALEN];  // the worker's database (no catalog access needed)
+
+constexpr int kRestartDelayMs = 1000;       // a worker that exited is started again after this
+constexpr int kLauncherRecheckMs = 10000;   // databases not found yet are looked up again
+constexpr int kMissingExtensionRecheckMs = 10000;
+constexpr int kUpkeepMaxIntervalMs = 5000;  // expired leases are looked for at least this often
+constexpr int64 kArchiveIntervalMs = 3600 * 1000;
+
+// What the launcher passes to a worker (bgw_extra).
+struct WorkerArgs {
+    Oid dboid;
+    Oid role;  // InvalidOid: the bootstrap superuser
+};
+
+bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+    char *raw = pstrdup(*newval);
+    List *names;
+    bool ok = SplitIdentifierString(raw, ',', &names);
+    if (!ok)
+        GUC_check_errdetail("List syntax is invalid: give database names separated by commas.");
+    list_free(names);
+    pfree(raw);
+    return ok;
+}
+
+// ---------------------------------------------------------------------------
+// Slots (shared memory)
+
+RelaySlot *
+slot_at(int i)
+{
+    return &relay_shared->slots[i];
+}
+
+void
+set_activity(int idx, const char *what)
+{
+    SpinLockAcquire(&relay_shared->mutex);
+    strlcpy(slot_at(idx)->activity, what, kActivityLen);
+    SpinLockRelease(&relay_shared->mutex);
+}
+
+void
+record_error(int idx, const char *msg)
+{
+    char buf[kLastErrorLen];
+    copy_message(buf, kLastErrorLen, msg);
+    TimestampTz now = GetCurrentTimestamp();
+    SpinLockAcquire(&relay_shared->mutex);
+    memcpy(slot_at(idx)->last_error, buf, kLastErrorLen);
+    slot_at(idx)->last_error_at = now;
+    strlcpy(slot_at(idx)->activity, "error backoff", kActivityLen);
+    SpinLockRelease(&relay_shared->mutex);
+}
+
+void
+record_batch(int idx, const BatchResult &r)
+{
+    TimestampTz now = GetCurrentTimestamp();
+    SpinLockAcquire(&relay_shared->mutex);
+    RelaySlot *s = slot_at(idx);
+    s->delivered += r.delivered;
+    s->failed += r.failed;
+    s->retried += r.retried;
+    if (r.claimed > 0) {
+        s->batches++;
+        s->last_batch_at = now;
+    }
+    SpinLockRelease(&relay_shared->mutex);
+}
+
+void
+record_reclaimed(int idx, int n, int failed)
+{
+    SpinLockAcquire(&relay_shared->mutex);
+    slot_at(idx)->reclaimed += n;
+    slot_at(idx)->failed += failed;
+    SpinLockRelease(&relay_shared->mutex);
+}
+
+void
+worker_exit(int code, Datum arg)
+{
+    int idx = DatumGetInt32(arg);
+    SpinLockAcquire(&relay_shared->mutex);
+    if (slot_at(idx)->pid == MyProcPid) {
+        slot_at(idx)->pid = 0;
+        slot_at(idx)->latch = nullptr;
+    }
+    SpinLockRelease(&relay_shared->mutex);
+}
+
+// ---------------------------------------------------------------------------
+// The worker
+
+long
+ms_until(TimestampTz t)
+{
+    long ms = static_cast<long>((t - GetCurrentTimestamp()) / 1000) + 1;
+    return ms < 0 ? 0 : ms;
+}
+
+void
+worker_loop(int idx)
+{
+    MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox relay", ALLOCSET_DEFAULT_SIZES);
+    // Changed inside PG_TRY and read after it: volatile.
+    volatile TimestampTz next_upkeep = 0;
+    volatile TimestampTz next_archive = 0;
+    volatile int error_backoff_ms = 0;
+    volatile bool was_missing = false;
+
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        MemoryContextSwitchTo(cxt);
+        MemoryContextReset(cxt);
+
+        volatile long sleep_ms = guc_poll_interval_ms;
+        volatile bool drain = false;
+        if (!guc_enabled) {
+            set_activity(idx, "disabled");
+        } else if (RecoveryInProgress()) {
+            set_activity(idx, "standby: not delivering");
+        } else {
+            PG_TRY();
+            {
+                BatchResult r;
+                TimestampTz now = GetCurrentTimestamp();
+                if (now >= next_archive && !was_missing) {
+                    maintain_archive(guc_archive_retention_min);
+                    next_archive = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kArchiveIntervalMs);
+                }
+                if (now >= next_upkeep && !was_missing) {
+                    int failed;
+                    int n = reclaim_expired(&failed);
+                    if (n > 0)
+                        record_reclaimed(idx, n, failed);
+                    next_upkeep = TimestampTzPlusMilliseconds(
+                        GetCurrentTimestamp(), guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms
+                                                                                           : kUpkeepMaxIntervalMs);
+                }
+                set_activity(idx, "delivering");
+                relay_batch(guc_batch_size, &r);
+                if (r.extension_missing) {
+                    if (!was_missing)
+                        ereport(LOG, (errmsg("outbox relay: extension \"outbox\" is not installed in database \"%s\": waiting for CREATE EXTENSION",
+                                             my_dbname)));
+                    was_missing = true;
+                    next_archive = 0;
+                    next_upkeep = 0;
+                    set_activity(idx, "waiting for CREATE EXTENSION outbox");
+                    if (sleep_ms > kMissingExtensionRecheckMs)
+                        sleep_ms = kMissingExtensionRecheckMs;
+                } else {
+                    if (was_missing)
+                        ereport(LOG, (errmsg("outbox relay: extension \"outbox\" found in database \"%s\": delivering",
+                                             my_dbname)));
+                    was_missing = false;
+                    record_batch(idx, r);
+                    drain = r.claimed >= guc_batch_size;
+                    if (r.next_due != 0) {
+                        long until = ms_until(r.next_due);
+                        if (until < sleep_ms)
+                            sleep_ms = until;
+                    }
+                    long upkeep = ms_until(next_upkeep);
+                    if (upkeep < sleep_ms)
+                        sleep_ms = upkeep;
+                    set_activity(idx, "idle");
+                }
+                error_backoff_ms = 0;
+            }
+            PG_CATCH();
+            {
+                HOLD_INTERRUPTS();
+                MemoryContextSwitchTo(cxt);
+                ErrorData *edata = CopyErrorData();
+                EmitErrorReport();
+                FlushErrorState();
+                AbortOutOfAnyTransaction();
+                RESUME_INTERRUPTS();
+                MemoryContextSwitchTo(cxt);
+                record_error(idx, edata->message);
+                error_backoff_ms = error_backoff_ms == 0 ? 1000 : error_backoff_ms * 2;
+                if (error_backoff_ms > guc_max_error_backoff_ms)
+                    error_backoff_ms = guc_max_error_backoff_ms;
+                sleep_ms = error_backoff_ms;
+                pgstat_report_activity(STATE_IDLE, nullptr);
+            }
+            PG_END_TRY();
+        }
+        if (drain)
+            continue;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The launcher
+
+struct LauncherSlot {
+    BackgroundWorkerHandle *handle;
+    Oid role;
+    bool stopping;
+    TimestampTz stopped_at;
+};
+
+LauncherSlot *local_slots = nullptr;
+
+// The launcher has no database: it may only scan shared catalogs by heap
+// (their indexes need a database's relcache), as the autovacuum launcher does.
+Oid
+shared_catalog_lookup(Oid relid, const char *name)
+{
+    Relation rel = table_open(relid, AccessShareLock);
+    TableScanDesc scan = table_beginscan_catalog(rel, 0, nullptr);
+    Oid found = InvalidOid;
+    HeapTuple tup;
+    while (!OidIsValid(found) && (tup = heap_getnext(scan, ForwardScanDirection)) != nullptr) {
+        if (relid == DatabaseRelationId) {
+            Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+            if (strcmp(NameStr(db->datname), name) == 0)
+                found = db->oid;
+        } else {
+            Form_pg_authid role = (Form_pg_authid) GETSTRUCT(tup);
+            if (strcmp(NameStr(role->rolname), name) == 0)
+                found = role->oid;
+        }
+    }
+    table_endscan(scan);
+    table_close(rel, AccessShareLock);
+    return found;
+}
+char last_missing[1024];
+
+BgwHandleStatus
+worker_status(int i)
+{
+    if (local_slots[i].handle == nullptr)
+        return BGWH_STOPPED;
+    pid_t pid;
+    return GetBackgroundWorkerPid(local_slots[i].handle, &pid);
+}
+
+bool
+start_worker(int i, Oid dboid, Oid role)
+{
+    BackgroundWorker w;
+    memset(&w, 0, sizeof w);
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    // The launcher restarts it; after a crash of the cluster the launcher
+    // starts afresh, so the postmaster must not restart it on its own.
+    w.bgw_restart_time = BGW_NEVER_RESTART;
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "outbox");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "outbox_worker_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "outbox relay for database %s", slot_at(i)->dbname);
+    snprintf(w.bgw_type, BGW_MAXLEN, "outbox relay");
+    w.bgw_main_arg = Int32GetDatum(i);
+    w.bgw_notify_pid = MyProcPid;
+    WorkerArgs args = {dboid, role};
+    memcpy(w.bgw_extra, &args, sizeof args);
+
+    BackgroundWorkerHandle *handle;
+    if (!RegisterDynamicBackgroundWorker(&w, &handle)) {
+        ereport(WARNING, (errmsg("outbox launcher: could not start the relay for database \"%s\"", slot_at(i)->dbname),
+                          errhint("Raise max_worker_processes: the relay needs one worker per database plus its launcher.")));
+        return false;
+    }
+    local_slots[i].handle = handle;
+    local_slots[i].role = role;
+    local_slots[i].stopping = false;
+    local_slots[i].stopped_at = 0;
+    return true;
+}
+
+// Stop workers left running by an earlier launcher (one that exited).
+void
+adopt_leftovers()
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        bool any = false;
+        SpinLockAcquire(&relay_shared->mutex);
+        for (int i = 0; i < relay_shared->nslots; i++) {
+            int pid = slot_at(i)->pid;
+            if (pid != 0) {
+                any = true;
+                if (attempt == 0)
+                    kill(pid, SIGTERM);
+            }
+        }
+        SpinLockRelease(&relay_shared->mutex);
+        if (!any)
+            break;
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+        CHECK_FOR_INTERRUPTS();
+    }
+    SpinLockAcquire(&relay_shared->mutex);
+    for (int i = 0; i < relay_shared->nslots; i++)
+        if (slot_at(i)->pid == 0)
+            memset(slot_at(i), 0, sizeof(RelaySlot));
+    SpinLockRelease(&relay_shared->mutex);
+}
+
+int
+find_or_assign_slot(Oid dboid, const char *dbname)
+{
+    int free_slot = -1;
+    SpinLockAcquire(&relay_shared->mutex);
+    for (int i = 0; i < relay_shared->nslots; i++) {
+        RelaySlot *s = slot_at(i);
+        if (s->in_use && s->dboid == dboid) {
+            SpinLockRelease(&relay_shared->mutex);
+            return i;
+        }
+        if (!s->in_use && s->pid == 0 && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot >= 0) {
+        RelaySlot *s = slot_at(free_slot);
+        memset(s, 0, sizeof *s);
+        s->in_use = true;
+        s->dboid = dboid;
+        strlcpy(s->dbname, dbname, NAMEDATALEN);
+        strlcpy(s->activity, "starting", kActivityLen);
+    }
+    SpinLockRelease(&relay_shared->mutex);
+    return free_slot;
+}
+
+// One pass: compare what runs with what is configured. Returns how long to
+// wait before the next pass (unless woken earlier).
+long
+launcher_pass()
+{
+    long timeout = kLauncherRecheckMs;
+    int nslots = relay_shared->nslots;
+    Oid *want = static_cast<Oid *>(palloc0(sizeof(Oid) * nslots));
+    char **want_names = static_cast<char **>(palloc0(sizeof(char *) * nslots));
+    int nwant = 0;
+    Oid role = InvalidOid;
+    bool role_ok = true;
+    StringInfoData missing;
+    initStringInfo(&missing);
+
+    if (guc_enabled && guc_databases != nullptr && guc_databases[0] != '\0') {
+        char *raw = pstrdup(guc_databases);
+        List *names = NIL;
+        (void) SplitIdentifierString(raw, ',', &names);
+        StartTransactionCommand();
+        if (guc_role != nullptr && guc_role[0] != '\0') {
+            role = shared_catalog_lookup(AuthIdRelationId, guc_role);
+            if (!OidIsValid(role)) {
+                role_ok = false;
+                appendStringInfo(&missing, "role %s", guc_role);
+            }
+        }
+        ListCell *lc;
+        foreach (lc, names) {
+            const char *name = static_cast<const char *>(lfirst(lc));
+            Oid db = shared_catalog_lookup(DatabaseRelationId, name);
+            if (!OidIsValid(db)) {
+                appendStringInfo(&missing, "%sdatabase %s", missing.len > 0 ? ", " : "", name);
+                continue;
+            }
+            bool dup = false;
+            for (int k = 0; k < nwant; k++)
+                dup = dup || want[k] == db;
+            if (dup)
+                continue;
+            if (nwant == nslots) {
+                appendStringInfo(&missing, "%sdatabase %s (outbox.max_databases = %d reached)",
+                                 missing.len > 0 ? ", " : "", name, nslots);
+                continue;
+            }
+            want_names[nwant] = pstrdup(name);
+            want[nwant++] = db;
+        }
+        CommitTransactionCommand();
+        if (!role_ok)
+            nwant = 0;
+    }
+    if (strcmp(missing.data, last_missing) != 0) {
+        if (missing.len > 0)
+            ereport(WARNING, (errmsg("outbox launcher: not found: %s", missing.data),
+                              errhint("Check outbox.databases, outbox.role and outbox.max_databases in postgresql.conf; "
+                                      "the launcher looks again every %d seconds.", kLauncherRecheckMs / 1000)));
+        strlcpy(last_missing, missing.data, sizeof last_missing);
+    }
+
+    TimestampTz now = GetCurrentTimestamp();
+    // Stop what is no longer wanted; forget it once it has stopped.
+    for (int i = 0; i < nslots; i++) {
+        if (!slot_at(i)->in_use)
+            continue;
+        Oid db = slot_at(i)->dboid;
+        bool wanted = false;
+        for (int k = 0; k < nwant; k++)
+            wanted = wanted || want[k] == db;
+        if (wanted && local_slots[i].handle != nullptr && local_slots[i].role != role)
+            wanted = false;  // outbox.role changed: restart it as the new role
+        BgwHandleStatus st = worker_status(i);
+        if (!wanted || local_slots[i].stopping) {
+            if (st != BGWH_STOPPED) {
+                if (!local_slots[i].stopping) {
+                    ereport(LOG, (errmsg("outbox launcher: stopping the relay for database \"%s\"", slot_at(i)->dbname)));
+                    TerminateBackgroundWorker(local_slots[i].handle);
+                }
+                local_slots[i].stopping = true;
+                timeout = Min(timeout, 100);
+            } else {
+                if (local_slots[i].handle != nullptr)
+                    pfree(local_slots[i].handle);
+                memset(&local_slots[i], 0, sizeof(LauncherSlot));
+                if (!wanted) {
+                    SpinLockAcquire(&relay_shared->mutex);
+                    slot_at(i)->in_use = false;
+                    SpinLockRelease(&relay_shared->mutex);
+                }
+            }
+        }
+    }
+    // Start what is wanted and not running.
+    for (int k = 0; k < nwant; k++) {
+        int i = find_or_assign_slot(want[k], want_names[k]);
+        if (i < 0) {
+            timeout = Min(timeout, kRestartDelayMs);
+            continue;
+        }
+        if (local_slots[i].stopping)
+            continue;
+        BgwHandleStatus st = worker_status(i);
+        if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+            continue;
+        if (st == BGWH_POSTMASTER_DIED)
+            proc_exit(1);
+        if (local_slots[i].handle != nullptr) {
+            // It exited: start it again after a short delay.
+            pfree(local_slots[i].handle);
+            local_slots[i].handle = nullptr;
+            local_slots[i].stopped_at = now;
+            ereport(LOG, (errmsg("outbox launcher: the relay for database \"%s\" exited; restarting it in %d ms",
+                                 slot_at(i)->dbname, kRestartDelayMs)));
+        }
+        if (local_slots[i].stopped_at != 0 &&
+            !TimestampDifferenceExceeds(local_slots[i].stopped_at, now, kRestartDelayMs)) {
+            timeout = Min(timeout, kRestartDelayMs);
+            continue;
+        }
+        if (!start_worker(i, want[k], role))
+            timeout = Min(timeout, kRestartDelayMs);
+    }
+    return timeout;
+}
+
+} // namespace
+
+void
+define_worker_gucs()
+{
+    DefineCustomStringVariable(
+        "outbox.databases",
+        "Databases the relay serves, separated by commas (one worker each).",
+        "A database without the outbox extension is skipped quietly until CREATE EXTENSION outbox.",
+        &guc_databases, "", PGC_SIGHUP, GUC_LIST_INPUT, check_databases, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "outbox.enabled",
+        "Whether the relay delivers events.",
+        "off stops the relay's workers; events wait in outbox_events.",
+        &guc_enabled, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.poll_interval",
+        "Longest sleep of a relay worker between two looks at the outbox.",
+        "A fallback: the worker wakes as soon as a transaction that published commits.",
+        &guc_poll_interval_ms, 1000, 10, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_error_backoff",
+        "Longest pause of a relay worker after an error of its own (it doubles from 1 s).",
+        nullptr,
+        &guc_max_error_backoff_ms, 30000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.archive_retention",
+        "How long delivered events are kept in outbox_events_archive.",
+        "The relay runs outbox_archive_maintain() with it at start and every hour.",
+        &guc_archive_retention_min, 7 * 24 * 60, 60, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MIN, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable(
+        "outbox.role",
+        "Role the relay's workers connect as (empty: the bootstrap superuser).",
+        "It needs LOGIN; the relay's own work runs as the extension's owner and each handler as its subscription's owner.",
+        &guc_role, "", PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.handler_timeout",
+        "Statement timeout of one subscription handler call (0: none).",
+        "A handler that runs longer is cancelled: its event is retried with backoff.",
+        &guc_handler_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_databases",
+        "Most databases the relay can serve (sizes shared memory).",
+        nullptr,
+        &guc_max_databases, 16, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+}
+
+void
+register_launcher()
+{
+    BackgroundWorker w;
+    memset(&w, 0, sizeof w);
+    w.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+    w.bgw_start_time = BgWorkerStart_RecoveryFinished;
+    w.bgw_restart_time = 1;
+    snprintf(w.bgw_library_name, BGW_MAXLEN, "outbox");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, "outbox_launcher_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "outbox launcher");
+    snprintf(w.bgw_type, BGW_MAXLEN, "outbox launcher");
+    RegisterBackgroundWorker(&w);
+}
+
+} // namespace outbox
+
+using namespace outbox;
+
+extern "C" void
+outbox_launcher_main(Datum arg)
+{
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    // No database: pg_database and pg_authid are shared catalogs.
+    BackgroundWorkerInitializeConnection(nullptr, nullptr, 0);
+    pgstat_report_appname("outbox launcher");
+
+    if (relay_shared == nullptr)
+        proc_exit(0);
+    local_slots = static_cast<LauncherSlot *>(
+        MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * relay_shared->nslots));
+    adopt_leftovers();
+    SpinLockAcquire(&relay_shared->mutex);
+    relay_shared->launcher_pid = MyProcPid;
+    SpinLockRelease(&relay_shared->mutex);
+
+    MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher", ALLOCSET_DEFAULT_SIZES);
+    for (;;) {
+        CHECK_FOR_INTERRUPTS();
+        if (ConfigReloadPending) {
+            ConfigReloadPending = false;
+            ProcessConfigFile(PGC_SIGHUP);
+        }
+        MemoryContextSwitchTo(cxt);
+        MemoryContextReset(cxt);
+        long timeout = launcher_pass();
+        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
+        ResetLatch(MyLatch);
+    }
+}
+
+extern "C" void
+outbox_worker_main(Datum arg)
+{
+    int idx = DatumGetInt32(arg);
+    WorkerArgs args;
+    memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
+
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnectionByOid(args.dboid, args.role, 0);
+
+    if (relay_shared == nullptr || idx < 0 || idx >= relay_shared->nslots)
+        proc_exit(0);
+    SpinLockAcquire(&relay_shared->mutex);
+    RelaySlot *s = slot_at(idx);
+    bool mine = s->in_use && s->dboid == args.dboid && s->pid == 0;
+    if (mine) {
+        s->pid = MyProcPid;
+        s->latch = MyLatch;
+        s->started_at = GetCurrentTimestamp();
+        strlcpy(s->activity, "starting", kActivityLen);
+        strlcpy(my_dbname, s->dbname, NAMEDATALEN);
+    }
+    SpinLockRelease(&relay_shared->mutex);
+    if (!mine)
+        proc_exit(0);
+    before_shmem_exit(worker_exit, Int32GetDatum(idx));
+
+    pgstat_report_appname("outbox relay");
+    in_relay_worker = true;
+    ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
+    worker_loop(idx);
+}
