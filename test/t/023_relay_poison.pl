@@ -1,0 +1,66 @@
+# A poison event (its handler always fails) is attempted exactly
+# 1 + outbox.max_retries times, then failed with its last error; the events
+# around it complete, and its failed attempts leave no effect.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use FindBin;
+use lib $FindBin::RealBin;
+use OutboxTest;
+
+my $node = relay_node('poison', 'outbox.max_retries' => '3', 'outbox.base_backoff' => '20ms',
+	'outbox.max_backoff' => '100ms', 'outbox.poll_interval' => '10min');
+setup_relay_db($node, 'postgres');
+# Count attempts outside the handler's subtransaction: a sequence is not rolled back.
+$node->safe_psql('postgres', q{
+	CREATE SEQUENCE attempts;
+	CREATE FUNCTION counting(e outbox_events) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		IF e.payload ? 'poison' THEN
+			PERFORM nextval('public.attempts');
+		END IF;
+		PERFORM public.record_effect(e);
+	END $$;
+	SELECT outbox_subscribe('all', '*', 'counting');
+});
+
+$node->safe_psql('postgres', q{
+	BEGIN;
+	SELECT outbox_publish('job.run', jsonb_build_object('n', i)) FROM generate_series(1, 4) i;
+	SELECT outbox_publish('job.run', '{"poison": "bad input"}');
+	SELECT outbox_publish('job.run', jsonb_build_object('n', i)) FROM generate_series(5, 8) i;
+	COMMIT;
+});
+
+wait_for_relay($node, 'postgres', "SELECT status FROM outbox_events WHERE payload ? 'poison'", 'failed',
+	'the poison event ends failed');
+is($node->safe_psql('postgres', "SELECT last_value FROM attempts"), '4',
+	'it was attempted exactly 1 + max_retries = 4 times');
+is($node->safe_psql('postgres', "SELECT retry_count FROM outbox_events WHERE payload ? 'poison'"), '4',
+	'retry_count counts the 4 failed attempts');
+like($node->safe_psql('postgres', "SELECT last_error FROM outbox_events WHERE payload ? 'poison'"),
+	qr/subscription "all" \(\*\): poison event bad input/, 'last_error names the subscription and the error');
+is($node->safe_psql('postgres', "SELECT count(*) FROM effects"), '8', 'its 8 neighbours were handled');
+is($node->safe_psql('postgres', "SELECT count(*) FROM outbox_events_archive WHERE status = 'completed'"), '8',
+	'and archived');
+is($node->safe_psql('postgres', "SELECT id FROM outbox_failed_events()"),
+	$node->safe_psql('postgres', "SELECT id FROM outbox_events WHERE payload ? 'poison'"),
+	'outbox_failed_events() lists it');
+is($node->safe_psql('postgres', "SELECT delivered || ' ' || retried || ' ' || failed FROM outbox_worker_stats()"),
+	'8 3 1', 'the worker counted 8 delivered, 3 retried, 1 failed');
+ok($node->log_contains('failed for good'), 'the final failure is logged');
+
+# Once the handler is fixed, outbox_retry() sends it through again.
+$node->safe_psql('postgres', q{
+	CREATE OR REPLACE FUNCTION counting(e outbox_events) RETURNS void LANGUAGE plpgsql AS $$
+	BEGIN
+		INSERT INTO public.effects (event_id, type) VALUES (e.id, e.type);
+	END $$;
+	SELECT outbox_retry(array_agg(id)) FROM outbox_events WHERE status = 'failed';
+});
+wait_for_relay($node, 'postgres', "SELECT count(*) FROM effects", 9, 'after outbox_retry() it is delivered');
+
+$node->stop;
+done_testing();
