@@ -188,18 +188,19 @@ worker_loop(int idx)
             {
                 BatchResult r;
                 TimestampTz now = GetCurrentTimestamp();
+                // Upkeep is rescheduled before it runs: if it fails, the
+                // error backs off and delivery goes on meanwhile.
                 if (now >= next_archive && !was_missing) {
+                    next_archive = TimestampTzPlusMilliseconds(now, kArchiveIntervalMs);
                     maintain_archive(guc_archive_retention_min);
-                    next_archive = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kArchiveIntervalMs);
                 }
                 if (now >= next_upkeep && !was_missing) {
+                    next_upkeep = TimestampTzPlusMilliseconds(
+                        now, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms : kUpkeepMaxIntervalMs);
                     int failed;
                     int n = reclaim_expired(&failed);
                     if (n > 0)
                         record_reclaimed(idx, n, failed);
-                    next_upkeep = TimestampTzPlusMilliseconds(
-                        GetCurrentTimestamp(), guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms
-                                                                                           : kUpkeepMaxIntervalMs);
                 }
                 set_activity(idx, "delivering");
                 relay_batch(guc_batch_size, &r);
