@@ -28,6 +28,7 @@ namespace {
 struct ExtensionState {
     bool valid;              // schema resolved and plans belong to it
     bool recheck;            // a relcache event says: look again before use
+    Oid extension_oid;       // pg_extension row the state was built from
     Oid schema_oid;
     Oid events_relid;
     Oid status_type;         // outbox_status
@@ -73,7 +74,10 @@ resolve_extension()
                                get_database_name(MyDatabaseId)),
                         errhint("Run CREATE EXTENSION outbox;")));
     Oid nsp = extension_namespace(ext);
-    if (state.valid && nsp == state.schema_oid) {
+    // Same extension as before: only the table may have been rewritten. A
+    // DROP and CREATE EXTENSION (even in the same schema) makes new objects
+    // (outbox_status gets a new oid): start over.
+    if (state.valid && ext == state.extension_oid && nsp == state.schema_oid) {
         state.events_relid = get_relname_relid("outbox_events", nsp);
         state.recheck = false;
         return;
@@ -86,6 +90,7 @@ resolve_extension()
 
     char *name = get_namespace_name(nsp);
     state.schema_quoted = MemoryContextStrdup(TopMemoryContext, quote_identifier(name));
+    state.extension_oid = ext;
     state.schema_oid = nsp;
     state.events_relid = get_relname_relid("outbox_events", nsp);
     state.status_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("outbox_status"),
