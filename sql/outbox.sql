@@ -377,10 +377,13 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_discard(uuid[]) IS
     'Move failed events to the archive with status failed (unblocks their ordering key); returns how many.';
 
+-- An operator's action, not part of a business transaction: the guard of
+-- outbox.require_transaction does not apply to it.
 CREATE FUNCTION @extschema@.outbox_replay(archived_id uuid)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET outbox.require_transaction = off
 AS $$
 DECLARE
     a record;
