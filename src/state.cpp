@@ -296,17 +296,21 @@ raise_not_leased(pg_uuid_t *id, int64 token, const char *action)
         char *status = TextDatumGetCString(
             SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         Datum held = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+        // The token may have held the event and lost it (the lease expired and
+        // the event was claimed again), or never have held it (a token of
+        // another claim): say what is true now.
         if (strcmp(status, "active") == 0 && !isnull)
             ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                            errmsg("cannot %s event %s: lease token " INT64_FORMAT " is no longer valid",
+                            errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
                                    action, id_text, token),
-                            errdetail("The lease expired and the event was claimed again, with lease token " INT64_FORMAT ".",
-                                      DatumGetInt64(held)),
-                            errhint("Heartbeat with outbox_heartbeat() more often than the lease length, or claim with a longer lease.")));
+                            errdetail("It is held under lease token " INT64_FORMAT ".", DatumGetInt64(held)),
+                            errhint("A lease whose time ran out can be taken by another claim: heartbeat with "
+                                    "outbox_heartbeat() more often than the lease length, or claim with a longer lease.")));
         ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " is no longer valid",
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
                                action, id_text, token),
-                        errdetail("The event is %s: its lease expired and it was reclaimed, released or failed.", status)));
+                        errdetail("No consumer holds it: it is %s (its lease expired, or it was released or failed).",
+                                  status)));
     }
     run(Stmt::DiagnoseArchive, &arg, nullptr, true, 1);
     if (SPI_processed > 0) {
@@ -314,9 +318,9 @@ raise_not_leased(pg_uuid_t *id, int64 token, const char *action)
         char *status = TextDatumGetCString(
             SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " is no longer valid",
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
                                action, id_text, token),
-                        errdetail("The event is already in the archive (%s).", status)));
+                        errdetail("It is already in the archive (%s).", status)));
     }
     ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND),
                     errmsg("cannot %s event %s: no such event", action, id_text)));
