@@ -304,8 +304,11 @@ DECLARE
     bad uuid;
     bad_status @extschema@.outbox_status;
 BEGIN
-    IF ids IS NULL OR cardinality(ids) = 0 THEN
-        RAISE EXCEPTION 'ids must be a non-empty array of event ids' USING ERRCODE = '22004';
+    IF ids IS NULL THEN
+        RAISE EXCEPTION 'ids must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'ids must not be empty' USING ERRCODE = '22023';
     END IF;
     IF array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must not contain NULL' USING ERRCODE = '22004';
