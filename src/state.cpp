@@ -129,7 +129,7 @@ arg_types(Stmt which)
     case Stmt::PublishExists:
         return {1, {UUIDOID}};
     case Stmt::Claim:
-        return {5, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID}};
+        return {6, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, INT8OID}};
     case Stmt::Heartbeat:
         return {3, {UUIDARRAYOID, INT8OID, INT4OID}};
     case Stmt::Complete:

@@ -138,6 +138,20 @@ SELECT status, retry_count, last_error FROM outbox_events WHERE id = :'id';
 -- It is listed among the failed events.
 SELECT type, retry_count FROM outbox_failed_events();
 
+-- Events marked failed do not take places in the batch: a claim of two
+-- still hands out the next two due events, under one lease token.
+TRUNCATE outbox_events;
+SELECT outbox_publish('poison.pill', '{}', id => '00000000-0000-4000-8000-000000000001') IS NOT NULL AS published;
+SELECT outbox_publish('poison.pill', '{}', id => '00000000-0000-4000-8000-000000000002') IS NOT NULL AS published;
+SELECT outbox_publish('healthy', '{}', id => '00000000-0000-4000-8000-000000000003') IS NOT NULL AS published;
+SELECT outbox_publish('healthy', '{}', id => '00000000-0000-4000-8000-000000000004') IS NOT NULL AS published;
+SELECT id FROM outbox_claim(2, interval '1 minute', 'victim');
+-- Both poison events are past their last attempt when their leases run out.
+UPDATE outbox_events SET retry_count = 1, available_at = now() - interval '1 second' WHERE type = 'poison.pill';
+SELECT id, type, attempt, lease_token = min(lease_token) OVER () AS one_token
+  FROM outbox_claim(2, interval '1 minute', 'survivor');
+SELECT id, status, lease_owner, last_error FROM outbox_events ORDER BY seq;
+
 -- A reported failure and an expired lease add up.
 TRUNCATE outbox_events;
 SELECT outbox_publish('mixed', '{}') AS id \gset
