@@ -88,12 +88,12 @@ check_name(text *value, const char *what, bool allow_null)
 }
 
 void
-check_jsonb_size(Jsonb *value, const char *what)
+check_jsonb_size(Jsonb *value, const char *what_is)
 {
     int size = VARSIZE_ANY(value);
     if (size > guc_max_payload_size)
         ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                        errmsg("event %s is too large (%d bytes)", what, size),
+                        errmsg("event %s too large (%d bytes)", what_is, size),
                         errdetail("outbox.max_payload_size is %d bytes.", guc_max_payload_size),
                         errhint("Store large data elsewhere and publish a reference to it.")));
 }
@@ -151,12 +151,12 @@ validate_publish(const PublishArgs &a)
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                         errmsg("event payload must not be NULL"),
                         errhint("Use '{}'::jsonb (or 'null'::jsonb) for an event without data.")));
-    check_jsonb_size(a.payload, "payload");
+    check_jsonb_size(a.payload, "payload is");
     if (a.headers != nullptr) {
         if (!JB_ROOT_IS_OBJECT(a.headers) || JB_ROOT_IS_SCALAR(a.headers))
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("event headers must be a JSON object")));
-        check_jsonb_size(a.headers, "headers");
+        check_jsonb_size(a.headers, "headers are");
     }
 }
 
