@@ -177,7 +177,7 @@ publish_one(const PublishArgs &a, pg_uuid_t *id_out)
                             errmsg("event %s was already published",
                                    DatumGetCString(DirectFunctionCall1(uuid_out, arg))),
                             errdetail(where == 1 ? "It is in outbox_events, not yet delivered."
-                                                 : "It is in outbox_events_archive, already delivered."),
+                                                 : "It is in outbox_events_archive (delivered, or discarded after failing)."),
                             errhint("Each event id can be published once; catch SQLSTATE 23505 to treat a repeat as done.")));
     } else {
         new_event_id(id_out);
