@@ -50,7 +50,7 @@ new_event_id(pg_uuid_t *out)
 }
 
 void
-check_transaction_guard()
+check_transaction_guard(const char *function)
 {
     if (guc_require_transaction == REQUIRE_TX_OFF || in_relay_worker)
         return;
@@ -61,7 +61,7 @@ check_transaction_guard()
         return;
     ereport(guc_require_transaction == REQUIRE_TX_ERROR ? ERROR : WARNING,
             (errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
-             errmsg("outbox_publish called outside a transaction block"),
+             errmsg("%s called outside a transaction block", function),
              errdetail("The event commits on its own, now, not together with the change it announces."),
              errhint("Publish inside the same transaction (and connection) as the business change, "
                      "or set outbox.require_transaction = off if a standalone event is intended.")));
@@ -228,7 +228,7 @@ OUTBOX_SQL_FUNCTION(outbox_publish)
     a.id = PG_ARGISNULL(6) ? nullptr : PG_GETARG_UUID_P(6);
 
     validate_publish(a);
-    check_transaction_guard();
+    check_transaction_guard("outbox_publish");
 
     pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
     spi_begin();
@@ -359,7 +359,7 @@ OUTBOX_SQL_FUNCTION(outbox_publish_batch)
             validate_publish(args[i]);
         }
         ctx.index = 0;
-        check_transaction_guard();
+        check_transaction_guard("outbox_publish_batch");
 
         spi_begin();
         for (int i = 0; i < n; i++) {
