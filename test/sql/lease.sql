@@ -79,6 +79,16 @@ SELECT outbox_complete(ARRAY[:'slow_id']::uuid[], :slow_tok);
 SELECT outbox_complete(ARRAY[:'slow_id']::uuid[], :fast_tok);
 \echo :LAST_ERROR_SQLSTATE
 
+-- A lease that ran out but was not yet taken by another claim still holds:
+-- the late consumer can heartbeat or complete (the lease end is moved into
+-- the past as superuser, standing for the wait).
+SELECT outbox_publish('late', '{}', id => '00000000-0000-4000-8000-000000000503') AS late_id \gset
+SELECT lease_token AS late_tok FROM outbox_claim(1, interval '1 minute', 'late-worker') \gset
+UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'late_id';
+SELECT outbox_heartbeat(ARRAY[:'late_id']::uuid[], :late_tok) > now() AS extended;
+UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'late_id';
+SELECT outbox_complete(ARRAY[:'late_id']::uuid[], :late_tok) AS completed;
+
 -- An event that was released, or failed and is waiting for its retry, is no
 -- longer held either.
 SELECT outbox_publish('r', '{}', id => '00000000-0000-4000-8000-000000000502') IS NOT NULL AS published;
