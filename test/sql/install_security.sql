@@ -17,25 +17,33 @@ CREATE FUNCTION pg_temp.cycle(s text) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     id uuid;
     c record;
-    r text := '';
+    claimed boolean;
+    extended boolean;
+    attempt int;
+    status text;
+    completed int;
+    replayed boolean;
+    stats text;
 BEGIN
     EXECUTE format('SELECT %I.outbox_publish(''cycle'', ''{"n": 1}'', ''key'')', s) INTO id;
     EXECUTE format('SELECT * FROM %I.outbox_claim(1, interval ''1.5 seconds'', ''cycle'')', s) INTO c;
-    r := r || 'claimed=' || (c.id = id);
-    EXECUTE format('SELECT %I.outbox_heartbeat(ARRAY[$1], $2) IS NOT NULL', s) INTO c USING c.id, c.lease_token;
-    EXECUTE format('SELECT * FROM %I.outbox_claim(1, interval ''1 minute'', ''cycle'')', s) INTO c;
+    claimed := c.id = id;
+    EXECUTE format('SELECT %I.outbox_heartbeat(ARRAY[$1], $2) > pg_catalog.now()', s) INTO extended
+        USING c.id, c.lease_token;
     EXECUTE format('UPDATE %I.outbox_events SET available_at = pg_catalog.now() - interval ''1 second''', s);  -- lease ends
     EXECUTE format('SELECT * FROM %I.outbox_claim(1, interval ''1 minute'', ''cycle'')', s) INTO c;
-    r := r || ' reclaimed_attempt=' || c.attempt;
-    EXECUTE format('SELECT %I.outbox_fail($1, $2, ''boom'', retryable => false)::text', s) INTO r USING c.id, c.lease_token;
-    r := 'claimed=true reclaimed_attempt=' || c.attempt || ' fail=' || r;
+    attempt := c.attempt;
+    EXECUTE format('SELECT %I.outbox_fail($1, $2, ''boom'', retryable => false)::text', s) INTO status
+        USING c.id, c.lease_token;
     EXECUTE format('SELECT %I.outbox_retry(ARRAY[$1])', s) USING c.id;
     EXECUTE format('SELECT * FROM %I.outbox_claim(1, interval ''1 minute'', ''cycle'')', s) INTO c;
-    EXECUTE format('SELECT %I.outbox_complete(ARRAY[$1], $2)', s) USING c.id, c.lease_token;
-    EXECUTE format('SELECT %I.outbox_replay($1)', s) INTO id USING c.id;
+    EXECUTE format('SELECT %I.outbox_complete(ARRAY[$1], $2)', s) INTO completed USING c.id, c.lease_token;
+    EXECUTE format('SELECT %I.outbox_replay($1) IS NOT NULL', s) INTO replayed USING c.id;
     EXECUTE format('SELECT count(*) FROM %I.outbox_archive_maintain()', s);
-    EXECUTE format('SELECT format(''created %%s, failed %%s, archived %%s'', created, failed, archived) FROM %I.outbox_stats()', s) INTO c;
-    RETURN r || ' stats: ' || c.format;
+    EXECUTE format('SELECT format(''created %%s, failed %%s, archived %%s'', created, failed, archived) FROM %I.outbox_stats()', s)
+        INTO stats;
+    RETURN format('claimed %s, extended %s, reclaimed as attempt %s, then %s, retried, completed %s, replayed %s; %s',
+                  claimed, extended, attempt, status, completed, replayed, stats);
 END
 $$;
 
