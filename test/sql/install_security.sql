@@ -72,6 +72,11 @@ SET search_path = public, pg_catalog;
 CREATE EXTENSION outbox;
 SELECT pg_temp.cycle('public');
 SELECT what, count(*) AS hostile_calls FROM public.pwned GROUP BY what;
+-- The traps work: unqualified calls with this search_path do take them.
+CREATE SEQUENCE inst_seq;
+SELECT make_interval(secs => 5) AS made, nextval('inst_seq') AS next, 'a'::text = 'b'::text AS equal;
+SELECT what FROM public.pwned ORDER BY what;
+DROP SEQUENCE inst_seq;
 RESET search_path;
 DROP OPERATOR public.= (text, text);
 DROP OPERATOR public.= (name, text);
