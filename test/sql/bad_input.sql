@@ -118,6 +118,8 @@ SELECT outbox_complete(ARRAY['00000000-0000-4000-8000-000000000003']::uuid[], :t
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_complete(ARRAY['00000000-0000-4000-8000-000000000001']::uuid[], :tok1);
 \echo :LAST_ERROR_SQLSTATE
+SELECT outbox_complete(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100001)), :tok2);
+\echo :LAST_ERROR_SQLSTATE
 SELECT outbox_heartbeat(NULL, :tok2);
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_heartbeat(ARRAY['00000000-0000-4000-8000-000000000002']::uuid[], NULL);
