@@ -28,9 +28,11 @@ constexpr Template kTemplates[kStatementCount] = {
     // event still in the outbox (pending, in flight or failed). An active event
     // whose lease expired is reclaimed: that counts as a failed attempt, and
     // one past the maximum becomes failed instead of being handed out.
+    // The UPDATE returns rows in table order: the outer SELECT hands them out
+    // in claim order (earliest due first, then publish order).
     {"claim",
      "WITH cand AS ("
-     " SELECT e.id FROM {s}.outbox_events e"
+     " SELECT e.id, e.available_at AS due, e.seq FROM {s}.outbox_events e"
      " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
      "   AND e.available_at <= statement_timestamp()"
      "   AND ($4::text[] IS NULL OR e.type LIKE ANY ($4::text[]))"
@@ -39,7 +41,8 @@ constexpr Template kTemplates[kStatementCount] = {
      "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
      " ORDER BY e.available_at, e.seq"
      " LIMIT $1"
-     " FOR UPDATE OF e SKIP LOCKED) "
+     " FOR UPDATE OF e SKIP LOCKED), "
+     "claimed AS ("
      "UPDATE {s}.outbox_events e SET"
      " status = CASE WHEN {x} THEN 'failed' ELSE 'active' END::{s}.outbox_status,"
      " retry_count = e.retry_count + CASE WHEN e.status = 'active' THEN 1 ELSE 0 END,"
@@ -55,10 +58,12 @@ constexpr Template kTemplates[kStatementCount] = {
      " available_at = CASE WHEN {x} THEN statement_timestamp()"
      "                ELSE statement_timestamp() + make_interval(secs => $2) END,"
      " lease_owner = CASE WHEN {x} THEN e.lease_owner ELSE $3 END,"
-     " lease_token = CASE WHEN {x} THEN NULL ELSE (SELECT nextval('{s}.outbox_lease_token_seq')) END"
+     " lease_token = CASE WHEN {x} THEN NULL"
+     "               ELSE coalesce($6, (SELECT nextval('{s}.outbox_lease_token_seq'))) END"
      " WHERE e.id = ANY (ARRAY(SELECT id FROM cand)) "
      "RETURNING e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
-     " e.retry_count + 1, e.lease_token, e.available_at, e.status = 'active'"},
+     " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
+     "SELECT claimed.* FROM claimed JOIN cand ON cand.id = claimed.id ORDER BY cand.due, cand.seq"},
 
     {"heartbeat",
      "UPDATE {s}.outbox_events e SET"
