@@ -12,45 +12,24 @@
 # and ends with the line "N passed, N failed".
 set -uo pipefail
 
-src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(regress isolation tap)
-pg_config=${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)}
 
-if [ "$(id -u)" = 0 ]; then
-    runas=${OUTBOX_TEST_USER:-postgres}
-    work=${OUTBOX_WORK:-/tmp/outbox-test-$(printf %s "$src" | md5sum | cut -c1-8)}
-    rm -rf "$work" && mkdir -p "$work/src"
-    # The tracked files plus untracked, unignored ones: what a clean clone has, and work in progress.
-    (cd "$src" && { git ls-files -z --cached --others --exclude-standard 2>/dev/null || find . -type f -print0; } |
-        xargs -0 -I{} cp --parents -- {} "$work/src/" 2>/dev/null) || cp -a "$src/." "$work/src/"
-    chown -R "$runas" "$work"
-    exec runuser -u "$runas" -- env OUTBOX_WORK="$work" PG_CONFIG="$pg_config" \
-        bash "$work/src/scripts/test.sh" "${suites[@]}"
+outbox_run_unprivileged "$outbox_src/scripts/test.sh" "${suites[@]}"
+work=$OUTBOX_WORK
+pg_config=$outbox_pg_config
+cd "$outbox_src"
+
+echo "== build (warnings are errors) and install into a private PostgreSQL copy"
+if ! pbin=$(outbox_private_install "$work/pg"); then
+    echo "0 passed, 1 failed"
+    exit 1
 fi
-
-work=${OUTBOX_WORK:-$src/.test-work}
-mkdir -p "$work"
-cd "$src"
-
-prefix="$work/pg"
-bindir=$("$pg_config" --bindir)
-rm -rf "$prefix" && mkdir -p "$prefix"
-cp -a --parents "$bindir" "$("$pg_config" --pkglibdir)" "$("$pg_config" --sharedir)" "$prefix/"
-pbin="$prefix$bindir"
 
 passed=0
 failed=0
 status=0
-
-echo "== build (warnings are errors)"
-if ! make -s clean >/dev/null 2>&1 || ! make -s WERROR=1 PG_CONFIG="$pg_config" >"$work/build.log" 2>&1; then
-    cat "$work/build.log"
-    echo "build failed"
-    echo "0 passed, 1 failed"
-    exit 1
-fi
-make -s install DESTDIR="$prefix" PG_CONFIG="$pg_config" >/dev/null || { echo "install failed"; echo "0 passed, 1 failed"; exit 1; }
 
 # Count pg_regress / isolation results ("test x ... ok", "x ... FAILED").
 count_regress() {

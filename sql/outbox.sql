@@ -304,8 +304,11 @@ DECLARE
     bad uuid;
     bad_status @extschema@.outbox_status;
 BEGIN
-    IF ids IS NULL OR cardinality(ids) = 0 THEN
-        RAISE EXCEPTION 'ids must be a non-empty array of event ids' USING ERRCODE = '22004';
+    IF ids IS NULL THEN
+        RAISE EXCEPTION 'ids must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'ids must not be empty' USING ERRCODE = '22023';
     END IF;
     IF array_position(ids, NULL) IS NOT NULL THEN
         RAISE EXCEPTION 'ids must not contain NULL' USING ERRCODE = '22004';
@@ -377,10 +380,13 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_discard(uuid[]) IS
     'Move failed events to the archive with status failed (unblocks their ordering key); returns how many.';
 
+-- An operator's action, not part of a business transaction: the guard of
+-- outbox.require_transaction does not apply to it.
 CREATE FUNCTION @extschema@.outbox_replay(archived_id uuid)
 RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+SET outbox.require_transaction = off
 AS $$
 DECLARE
     a record;

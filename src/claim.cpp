@@ -84,27 +84,49 @@ OUTBOX_SQL_FUNCTION(outbox_claim)
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
 
     spi_begin();
-    Datum values[6] = {Int32GetDatum(batch), Int32GetDatum(lease), PointerGetDatum(owner),
-                       PointerGetDatum(types), Int32GetDatum(guc_max_retries), (Datum) 0};
-    char nulls[7] = "     n";
-    if (owner == nullptr)
-        nulls[2] = 'n';
-    if (types == nullptr)
-        nulls[3] = 'n';
-    run(Stmt::Claim, values, nulls);
+    // An expired lease that ran out of attempts is marked failed by the claim
+    // instead of being handed out, yet it took a place in the batch. Claim
+    // again for the places it took, under the same lease token (one token per
+    // call), until the batch is full or no such event was met.
+    int handed = 0;
+    bool have_token = false;
+    int64 token = 0;
+    for (;;) {
+        Datum values[7] = {Int32GetDatum(batch - handed), Int32GetDatum(lease), PointerGetDatum(owner),
+                           PointerGetDatum(types), Int32GetDatum(guc_max_retries), Int64GetDatum(token), (Datum) 0};
+        char nulls[8] = "      n";
+        if (owner == nullptr)
+            nulls[2] = 'n';
+        if (types == nullptr)
+            nulls[3] = 'n';
+        if (!have_token)
+            nulls[5] = 'n';
+        run(Stmt::Claim, values, nulls);
 
-    // Columns 1-9 are the result; column 10 says whether the event was handed
-    // out (false: a reclaimed event that ran out of attempts and is now failed).
-    constexpr int kCols = 9;
-    SPITupleTable *tt = SPI_tuptable;
-    for (uint64 r = 0; r < SPI_processed; r++) {
-        Datum row[kCols + 1];
-        bool isnull[kCols + 1];
-        heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
-        if (isnull[kCols] || !DatumGetBool(row[kCols]))
-            continue;
-        // Values point into SPI memory: the tuplestore copies them.
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
+        // Columns 1-9 are the result; column 10 says whether the event was handed
+        // out (false: a reclaimed event that ran out of attempts and is now failed).
+        constexpr int kCols = 9;
+        constexpr int kTokenCol = 7;
+        SPITupleTable *tt = SPI_tuptable;
+        bool met_exhausted = false;
+        for (uint64 r = 0; r < SPI_processed; r++) {
+            Datum row[kCols + 1];
+            bool isnull[kCols + 1];
+            heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
+            if (isnull[kCols] || !DatumGetBool(row[kCols])) {
+                met_exhausted = true;
+                continue;
+            }
+            if (!have_token && !isnull[kTokenCol]) {
+                token = DatumGetInt64(row[kTokenCol]);
+                have_token = true;
+            }
+            // Values point into SPI memory: the tuplestore copies them.
+            tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
+            handed++;
+        }
+        if (!met_exhausted || handed >= batch)
+            break;
     }
     spi_end();
     return (Datum) 0;

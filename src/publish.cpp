@@ -51,7 +51,7 @@ new_event_id(pg_uuid_t *out)
 }
 
 void
-check_transaction_guard()
+check_transaction_guard(const char *function)
 {
     if (guc_require_transaction == REQUIRE_TX_OFF || in_relay_worker)
         return;
@@ -62,7 +62,7 @@ check_transaction_guard()
         return;
     ereport(guc_require_transaction == REQUIRE_TX_ERROR ? ERROR : WARNING,
             (errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
-             errmsg("outbox_publish called outside a transaction block"),
+             errmsg("%s called outside a transaction block", function),
              errdetail("The event commits on its own, now, not together with the change it announces."),
              errhint("Publish inside the same transaction (and connection) as the business change, "
                      "or set outbox.require_transaction = off if a standalone event is intended.")));
@@ -89,12 +89,12 @@ check_name(text *value, const char *what, bool allow_null)
 }
 
 void
-check_jsonb_size(Jsonb *value, const char *what)
+check_jsonb_size(Jsonb *value, const char *what_is)
 {
     int size = VARSIZE_ANY(value);
     if (size > guc_max_payload_size)
         ereport(ERROR, (errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
-                        errmsg("event %s is too large (%d bytes)", what, size),
+                        errmsg("event %s too large (%d bytes)", what_is, size),
                         errdetail("outbox.max_payload_size is %d bytes.", guc_max_payload_size),
                         errhint("Store large data elsewhere and publish a reference to it.")));
 }
@@ -152,12 +152,12 @@ validate_publish(const PublishArgs &a)
         ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
                         errmsg("event payload must not be NULL"),
                         errhint("Use '{}'::jsonb (or 'null'::jsonb) for an event without data.")));
-    check_jsonb_size(a.payload, "payload");
+    check_jsonb_size(a.payload, "payload is");
     if (a.headers != nullptr) {
         if (!JB_ROOT_IS_OBJECT(a.headers) || JB_ROOT_IS_SCALAR(a.headers))
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("event headers must be a JSON object")));
-        check_jsonb_size(a.headers, "headers");
+        check_jsonb_size(a.headers, "headers are");
     }
 }
 
@@ -178,7 +178,7 @@ publish_one(const PublishArgs &a, pg_uuid_t *id_out)
                             errmsg("event %s was already published",
                                    DatumGetCString(DirectFunctionCall1(uuid_out, arg))),
                             errdetail(where == 1 ? "It is in outbox_events, not yet delivered."
-                                                 : "It is in outbox_events_archive, already delivered."),
+                                                 : "It is in outbox_events_archive (delivered, or discarded after failing)."),
                             errhint("Each event id can be published once; catch SQLSTATE 23505 to treat a repeat as done.")));
     } else {
         new_event_id(id_out);
@@ -229,7 +229,7 @@ OUTBOX_SQL_FUNCTION(outbox_publish)
     a.id = PG_ARGISNULL(6) ? nullptr : PG_GETARG_UUID_P(6);
 
     validate_publish(a);
-    check_transaction_guard();
+    check_transaction_guard("outbox_publish");
 
     pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
     spi_begin();
@@ -361,7 +361,7 @@ OUTBOX_SQL_FUNCTION(outbox_publish_batch)
             validate_publish(args[i]);
         }
         ctx.index = 0;
-        check_transaction_guard();
+        check_transaction_guard("outbox_publish_batch");
 
         spi_begin();
         for (int i = 0; i < n; i++) {

@@ -336,11 +336,11 @@ relay_batch(int batch_size, BatchResult *out)
 
     pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
     int lease = (guc_processing_timeout_ms + 999) / 1000;
-    Datum values[6] = {Int32GetDatum(batch_size), Int32GetDatum(lease), CStringGetTextDatum(kRelayConsumer),
-                       PointerGetDatum(active), Int32GetDatum(guc_max_retries), PointerGetDatum(paused)};
-    char nulls[7] = "      ";
+    Datum values[7] = {Int32GetDatum(batch_size), Int32GetDatum(lease), CStringGetTextDatum(kRelayConsumer),
+                       PointerGetDatum(active), Int32GetDatum(guc_max_retries), (Datum) 0, PointerGetDatum(paused)};
+    char nulls[8] = "     n ";  // $6: a new lease token
     if (paused == nullptr)
-        nulls[5] = 'n';
+        nulls[6] = 'n';
     run(Stmt::Claim, values, nulls);
     int claimed = static_cast<int>(SPI_processed);
     out->claimed = claimed;

@@ -28,6 +28,7 @@ namespace {
 struct ExtensionState {
     bool valid;              // schema resolved and plans belong to it
     bool recheck;            // a relcache event says: look again before use
+    Oid extension_oid;       // pg_extension row the state was built from
     Oid schema_oid;
     Oid owner;               // the role that created the extension
     Oid events_relid;
@@ -77,7 +78,10 @@ resolve_extension()
     Oid owner;
     Oid nsp = extension_namespace(ext, &owner);
     state.owner = owner;
-    if (state.valid && nsp == state.schema_oid) {
+    // Same extension as before: only the table may have been rewritten. A
+    // DROP and CREATE EXTENSION (even in the same schema) makes new objects
+    // (outbox_status gets a new oid): start over.
+    if (state.valid && ext == state.extension_oid && nsp == state.schema_oid) {
         state.events_relid = get_relname_relid("outbox_events", nsp);
         state.recheck = false;
         return;
@@ -90,6 +94,7 @@ resolve_extension()
 
     char *name = get_namespace_name(nsp);
     state.schema_quoted = MemoryContextStrdup(TopMemoryContext, quote_identifier(name));
+    state.extension_oid = ext;
     state.schema_oid = nsp;
     state.events_relid = get_relname_relid("outbox_events", nsp);
     state.status_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("outbox_status"),
@@ -116,7 +121,7 @@ relcache_callback(Datum arg, Oid relid)
 // Argument types of each statement, in the order of its $n.
 struct ArgTypes {
     int n;
-    Oid types[6];
+    Oid types[7];
 };
 
 ArgTypes
@@ -128,7 +133,7 @@ arg_types(Stmt which)
     case Stmt::PublishExists:
         return {1, {UUIDOID}};
     case Stmt::Claim:
-        return {6, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, TEXTARRAYOID}};
+        return {7, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, INT8OID, TEXTARRAYOID}};
     case Stmt::Heartbeat:
         return {3, {UUIDARRAYOID, INT8OID, INT4OID}};
     case Stmt::Complete:
@@ -313,17 +318,21 @@ raise_not_leased(pg_uuid_t *id, int64 token, const char *action)
         char *status = TextDatumGetCString(
             SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         Datum held = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+        // The token may have held the event and lost it (the lease expired and
+        // the event was claimed again), or never have held it (a token of
+        // another claim): say what is true now.
         if (strcmp(status, "active") == 0 && !isnull)
             ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                            errmsg("cannot %s event %s: lease token " INT64_FORMAT " is no longer valid",
+                            errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
                                    action, id_text, token),
-                            errdetail("The lease expired and the event was claimed again, with lease token " INT64_FORMAT ".",
-                                      DatumGetInt64(held)),
-                            errhint("Heartbeat with outbox_heartbeat() more often than the lease length, or claim with a longer lease.")));
+                            errdetail("It is held under lease token " INT64_FORMAT ".", DatumGetInt64(held)),
+                            errhint("A lease whose time ran out can be taken by another claim: heartbeat with "
+                                    "outbox_heartbeat() more often than the lease length, or claim with a longer lease.")));
         ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " is no longer valid",
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
                                action, id_text, token),
-                        errdetail("The event is %s: its lease expired and it was reclaimed, released or failed.", status)));
+                        errdetail("No consumer holds it: it is %s (its lease expired, or it was released or failed).",
+                                  status)));
     }
     run(Stmt::DiagnoseArchive, &arg, nullptr, true, 1);
     if (SPI_processed > 0) {
@@ -331,9 +340,9 @@ raise_not_leased(pg_uuid_t *id, int64 token, const char *action)
         char *status = TextDatumGetCString(
             SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " is no longer valid",
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
                                action, id_text, token),
-                        errdetail("The event is already in the archive (%s).", status)));
+                        errdetail("It is already in the archive (%s).", status)));
     }
     ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND),
                     errmsg("cannot %s event %s: no such event", action, id_text)));

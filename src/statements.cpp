@@ -28,37 +28,43 @@ constexpr Template kTemplates[kStatementCount] = {
     // event still in the outbox (pending, in flight or failed). An active event
     // whose lease expired is reclaimed: that counts as a failed attempt, and
     // one past the maximum becomes failed instead of being handed out.
+    // The UPDATE returns rows in table order: the outer SELECT hands them out
+    // in claim order (earliest due first, then publish order).
     {"claim",
      "WITH cand AS ("
-     " SELECT e.id FROM {s}.outbox_events e"
+     " SELECT e.id, e.available_at AS due, e.seq FROM {s}.outbox_events e"
      " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
      "   AND e.available_at <= statement_timestamp()"
      "   AND ($4::text[] IS NULL OR e.type LIKE ANY ($4::text[]))"
-     "   AND ($6::text[] IS NULL OR NOT e.type LIKE ANY ($6::text[]))"
+     "   AND ($7::text[] IS NULL OR NOT e.type LIKE ANY ($7::text[]))"
      "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
      "        SELECT FROM {s}.outbox_events p"
      "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
      " ORDER BY e.available_at, e.seq"
      " LIMIT $1"
-     " FOR UPDATE OF e SKIP LOCKED) "
+     " FOR UPDATE OF e SKIP LOCKED), "
+     "claimed AS ("
      "UPDATE {s}.outbox_events e SET"
-     " status = CASE WHEN e.status = 'active' AND e.retry_count >= $5"
-     "          THEN 'failed' ELSE 'active' END::{s}.outbox_status,"
+     " status = CASE WHEN {x} THEN 'failed' ELSE 'active' END::{s}.outbox_status,"
      " retry_count = e.retry_count + CASE WHEN e.status = 'active' THEN 1 ELSE 0 END,"
      " last_error = CASE WHEN e.status = 'active'"
      "   THEN format('lease expired: not completed within %s s by %s (lease token %s)',"
      "               e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token)"
      "   ELSE e.last_error END,"
      " next_retry_at = NULL,"
-     " started_on = statement_timestamp(),"
-     " keep_alive = statement_timestamp(),"
-     " expire_in_seconds = $2,"
-     " available_at = statement_timestamp() + make_interval(secs => $2),"
-     " lease_owner = $3,"
-     " lease_token = (SELECT nextval('{s}.outbox_lease_token_seq'))"
+     // An exhausted event keeps the record of its last lease; the others get a new one.
+     " started_on = CASE WHEN {x} THEN e.started_on ELSE statement_timestamp() END,"
+     " keep_alive = CASE WHEN {x} THEN e.keep_alive ELSE statement_timestamp() END,"
+     " expire_in_seconds = CASE WHEN {x} THEN e.expire_in_seconds ELSE $2 END,"
+     " available_at = CASE WHEN {x} THEN statement_timestamp()"
+     "                ELSE statement_timestamp() + make_interval(secs => $2) END,"
+     " lease_owner = CASE WHEN {x} THEN e.lease_owner ELSE $3 END,"
+     " lease_token = CASE WHEN {x} THEN NULL"
+     "               ELSE coalesce($6, (SELECT nextval('{s}.outbox_lease_token_seq'))) END"
      " WHERE e.id = ANY (ARRAY(SELECT id FROM cand)) "
      "RETURNING e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
-     " e.retry_count + 1, e.lease_token, e.available_at, e.status = 'active'"},
+     " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
+     "SELECT claimed.* FROM claimed JOIN cand ON cand.id = claimed.id ORDER BY cand.due, cand.seq"},
 
     {"heartbeat",
      "UPDATE {s}.outbox_events e SET"
@@ -155,7 +161,9 @@ render_statement(Stmt which, const char *schema_quoted, char *out, std::size_t c
     const Template &t = kTemplates[static_cast<int>(which)];
     if (cap == 0)
         throw std::length_error("no room for a statement");
-    auto res = fmt::format_to_n(out, cap - 1, fmt::runtime(t.text), fmt::arg("s", schema_quoted));
+    // {x}: in the claim, "this reclaimed event has no attempt left".
+    auto res = fmt::format_to_n(out, cap - 1, fmt::runtime(t.text), fmt::arg("s", schema_quoted),
+                                fmt::arg("x", "(e.status = 'active' AND e.retry_count >= $5)"));
     if (res.size >= cap)
         throw std::length_error(fmt::format("statement \"{}\" does not fit in {} bytes", t.name, cap));
     out[res.size] = '\0';

@@ -15,7 +15,8 @@ enum class Stmt : int {
     PublishInsert,   // $1 id, $2 type, $3 payload, $4 headers, $5 ordering_key, $6 available_at
     PublishExists,   // $1 id -> 0 none, 1 in outbox_events, 2 in archive
     Claim,           // $1 batch, $2 lease secs, $3 owner, $4 LIKE patterns of types (NULL = all), $5 max_retries,
-                     // $6 LIKE patterns of types to leave alone (NULL = none)
+                     // $6 lease token (NULL = a new one)
+                     // $7 LIKE patterns of types to leave alone (NULL = none)
     Heartbeat,       // $1 ids, $2 token, $3 lease secs (NULL = keep)
     Complete,        // $1 ids, $2 token
     Release,         // $1 ids, $2 token

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install what building and testing outbox needs on Debian 12 (idempotent).
+# Runs apt-get only when something is missing; needs root (or sudo) then.
+set -euo pipefail
+
+pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libipc-run-perl)
+[ $# -gt 0 ] && pkgs+=("$@")
+
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "need root to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+fi
+echo "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

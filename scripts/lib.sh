@@ -1,0 +1,59 @@
+# Shared by scripts/test.sh, scripts/demo.sh, bench/run.sh and examples/run.sh.
+# Source it; it defines functions only.
+
+# outbox_src: the root of the source tree.
+outbox_src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+outbox_pg_config=${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql/15/bin/pg_config)}
+
+# outbox_run_unprivileged SCRIPT ARGS...: initdb and postgres refuse to run as
+# root. Run as root, copy the tree (tracked files and untracked, unignored
+# ones) to a work folder owned by an unprivileged user (OUTBOX_TEST_USER,
+# default postgres) and re-run SCRIPT from there as that user; does not
+# return. Run as anyone else, return at once. Either way OUTBOX_WORK names the
+# work folder afterwards.
+outbox_run_unprivileged() {
+    local script=$1; shift
+    if [ "$(id -u)" != 0 ]; then
+        export OUTBOX_WORK=${OUTBOX_WORK:-$outbox_src/.work}
+        mkdir -p "$OUTBOX_WORK"
+        return 0
+    fi
+    local user=${OUTBOX_TEST_USER:-postgres}
+    local work=${OUTBOX_WORK:-/tmp/outbox-$(basename "$script" .sh)-$(printf %s "$outbox_src" | md5sum | cut -c1-8)}
+    rm -rf "$work" && mkdir -p "$work/src"
+    (cd "$outbox_src" && { git ls-files -z --cached --others --exclude-standard 2>/dev/null || find . -type f -print0; } |
+        xargs -0 -I{} cp --parents -- {} "$work/src/" 2>/dev/null) || cp -a "$outbox_src/." "$work/src/"
+    chown -R "$user" "$work"
+    local rel=${script#"$outbox_src"/}
+    exec runuser -u "$user" -- env OUTBOX_WORK="$work" PG_CONFIG="$outbox_pg_config" \
+        bash "$work/src/$rel" "$@"
+}
+
+# outbox_private_install PREFIX: build the extension (warnings are errors) and
+# install it into a private copy of the PostgreSQL installation under PREFIX
+# (PostgreSQL finds its share/ and lib/ relative to its binaries, so the
+# system installation is never touched). Prints the private bindir.
+outbox_private_install() {
+    local prefix=$1 bindir log
+    bindir=$("$outbox_pg_config" --bindir)
+    rm -rf "$prefix" && mkdir -p "$prefix"
+    cp -a --parents "$bindir" "$("$outbox_pg_config" --pkglibdir)" "$("$outbox_pg_config" --sharedir)" "$prefix/"
+    log="$prefix/build.log"
+    if ! (cd "$outbox_src" && make -s clean >/dev/null 2>&1 &&
+          make -s WERROR=1 PG_CONFIG="$outbox_pg_config" &&
+          make -s install DESTDIR="$prefix" PG_CONFIG="$outbox_pg_config") >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "build failed" >&2
+        return 1
+    fi
+    echo "$prefix$bindir"
+}
+
+# outbox_free_port: a TCP port nobody listens on (for throwaway clusters).
+outbox_free_port() {
+    local port
+    for port in $(seq 54320 54399); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
+    done
+    return 1
+}
