@@ -214,6 +214,7 @@ record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResul
         MemoryContextSwitchTo(cxt);
         CurrentResourceOwner = owner;
         char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id))));
+        copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, ev->type, error));
         if (strcmp(status, "failed") == 0) {
             out->failed++;
             ereport(WARNING, (errmsg("outbox relay: event %s (%s) failed for good", id, ev->type),

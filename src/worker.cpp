@@ -124,6 +124,10 @@ record_batch(int idx, const BatchResult &r)
         s->batches++;
         s->last_batch_at = now;
     }
+    if (r.last_error[0] != '\0') {
+        memcpy(s->last_error, r.last_error, kLastErrorLen);
+        s->last_error_at = now;
+    }
     SpinLockRelease(&relay_shared->mutex);
 }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "outbox/pg.hpp"
+#include "outbox/wakeup.hpp"
 
 namespace outbox {
 
@@ -15,6 +16,7 @@ struct BatchResult {
     int failed;
     TimestampTz next_due;    // when the next event becomes due (a retry, a delivery
                              // time, the end of a lease); 0: none known
+    char last_error[kLastErrorLen]; // the last handler failure of the batch ("" if none)
 };
 
 // Run one batch of at most `batch_size` events in its own transaction.

@@ -51,6 +51,9 @@ is($node->safe_psql('postgres', "SELECT id FROM outbox_failed_events()"),
 is($node->safe_psql('postgres', "SELECT delivered || ' ' || retried || ' ' || failed FROM outbox_worker_stats()"),
 	'8 3 1', 'the worker counted 8 delivered, 3 retried, 1 failed');
 ok($node->log_contains('failed for good'), 'the final failure is logged');
+like($node->safe_psql('postgres', "SELECT last_error FROM outbox_worker_stats()"),
+	qr/^event [0-9a-f-]+ \(job\.run\): subscription "all" \(\*\): poison event bad input$/,
+	'outbox_worker_stats() shows the last handler error');
 
 # Once the handler is fixed, outbox_retry() sends it through again.
 $node->safe_psql('postgres', q{
