@@ -569,11 +569,15 @@ define_worker_gucs()
         "A handler that runs longer is cancelled: its event is retried with backoff.",
         &guc_handler_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
-    DefineCustomIntVariable(
-        "outbox.max_databases",
-        "Most databases the relay can serve (sizes shared memory).",
-        nullptr,
-        &guc_max_databases, 16, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    // Sizes shared memory: only when preloaded (a PGC_POSTMASTER setting
+    // cannot be created after startup).
+    if (process_shared_preload_libraries_in_progress) {
+        DefineCustomIntVariable(
+            "outbox.max_databases",
+            "Most databases the relay can serve (sizes shared memory).",
+            nullptr,
+            &guc_max_databases, 16, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    }
 }
 
 void
