@@ -30,7 +30,6 @@ port = $port
 listen_addresses = ''
 unix_socket_directories = '$work'
 shared_preload_libraries = 'outbox'
-outbox.databases = 'demo'
 # A poll interval of ten minutes: every delivery you see is the commit waking the relay.
 outbox.poll_interval = '10min'
 outbox.max_retries = 2
@@ -42,6 +41,9 @@ if [ $keep = 0 ]; then trap 'stop; rm -rf "$data"' EXIT; fi
 "$pbin/pg_ctl" -D "$data" -l "$work/demo.log" -w start >/dev/null
 echo "== PostgreSQL started (port $port, log $work/demo.log)"
 "$pbin/createdb" -h "$work" -p "$port" -U postgres demo
+# Serve the new database: the launcher starts its relay on reload.
+"$pbin/psql" -h "$work" -p "$port" -U postgres -d demo -Xq \
+    -c "ALTER SYSTEM SET outbox.databases = 'demo'" -c "SELECT pg_reload_conf()" >/dev/null
 
 psql=("$pbin/psql" -h "$work" -p "$port" -U postgres -d demo -X -v ON_ERROR_STOP=1 -P pager=off)
 
@@ -66,6 +68,16 @@ END $$;
 
 SELECT outbox_subscribe('welcome-email', 'user.created', 'send_welcome');
 SELECT outbox_subscribe('billing', 'payment.*', 'charge_card');
+
+-- The relay of this database started at the reload; wait until it is idle, watching.
+DO $$
+BEGIN
+    FOR i IN 1..100 LOOP
+        EXIT WHEN EXISTS (SELECT FROM outbox_worker_stats() WHERE state = 'idle');
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT database, pid IS NOT NULL AS running, state FROM outbox_worker_stats();
 
 \echo
 \echo == Three users, each with its event, in their own transactions; a fourth is rolled back

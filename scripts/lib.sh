@@ -37,7 +37,11 @@ outbox_private_install() {
     local prefix=$1 bindir log
     bindir=$("$outbox_pg_config" --bindir)
     rm -rf "$prefix" && mkdir -p "$prefix"
-    cp -a --parents "$bindir" "$("$outbox_pg_config" --pkglibdir)" "$("$outbox_pg_config" --sharedir)" "$prefix/"
+    local dir
+    for dir in "$bindir" "$("$outbox_pg_config" --pkglibdir)" "$("$outbox_pg_config" --sharedir)"; do
+        mkdir -p "$prefix$(dirname "$dir")"
+        cp -a "$dir" "$prefix$dir"
+    done
     log="$prefix/build.log"
     if ! (cd "$outbox_src" && make -s clean >/dev/null 2>&1 &&
           make -s WERROR=1 PG_CONFIG="$outbox_pg_config" &&

@@ -685,3 +685,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_worker_stats()
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO pg_monitor;
+
+-- A relay worker already serving this database is waiting for the extension:
+-- wake it when this CREATE EXTENSION commits.
+SELECT @extschema@._outbox_wake_relay();
