@@ -52,7 +52,7 @@ WITH o AS (INSERT INTO orders SELECT nextval('order_ids'), :round, $i FROM gener
 SELECT array_agg(id) AS batch FROM o \\gset
 SELECT count(*) FROM unnest(outbox_publish_batch((
     SELECT jsonb_agg(jsonb_build_object('type', 'order.created', 'payload', jsonb_build_object('order_id', x),
-                                        'ordering_key', 'w$writer') ORDER BY x)
+                                        'ordering_key', 'w$writer-$i') ORDER BY x)
       FROM unnest(:'batch'::bigint[]) x))) \\g /dev/null
 COMMIT;
 SELECT unnest(:'batch'::bigint[]);
@@ -80,7 +80,7 @@ SELECT outbox_complete(:'ids', :tok) WHERE :tok > 0 \g /dev/null
 SQL
 my $consumer_sql = $block x 20000;
 
-my @writer_files = map { write_file("$tmp/writer$_.sql", writer_script($_, 20000)) } 1 .. 2;
+my @writer_files = map { write_file("$tmp/writer$_.sql", writer_script($_ + 1, 20000)) } 0 .. 1;
 my $consumer_file = write_file("$tmp/consumer.sql", $consumer_sql);
 
 my $check_sql = q{
@@ -99,29 +99,24 @@ my $check_sql = q{
 my $lost_acked_total = 0;
 for my $round (1 .. $rounds)
 {
-	my (@out, @err, @h);
-	for my $w (0 .. 1)
-	{
-		$out[$w] = '';
-		$err[$w] = '';
-		$h[$w] = start_psql_script($node, 'postgres', $writer_files[$w], \$out[$w], \$err[$w], "round=$round");
-	}
-	my ($cout, $cerr) = ('', '');
-	my $ch = start_psql_script($node, 'postgres', $consumer_file, \$cout, \$cerr);
+	my @h = map {
+		start_psql_script($node, 'postgres', $writer_files[$_], "$tmp/writer$_.r$round.out",
+			"$tmp/writer$_.r$round.err", "round=$round")
+	} 0 .. 1;
+	my $ch = start_psql_script($node, 'postgres', $consumer_file, "$tmp/consumer.r$round.out",
+		"$tmp/consumer.r$round.err");
+	my $acked = sub {
+		map { split /\n/, slurp_file("$tmp/writer$_.r$round.out") } 0 .. 1;
+	};
 
 	# Let commits flow, then kill the server in the middle of them.
-	my $committed_before = $node->safe_psql('postgres', 'SELECT count(*) FROM orders');
-	wait_for(30, sub {
-		$_->pump_nb for @h;
-		my $n = () = ($out[0] . $out[1]) =~ /\n/g;
-		$n >= 200;
-	});
+	wait_for(30, sub { my @a = $acked->(); @a >= 200 });
 	select(undef, undef, undef, 0.2 + rand(0.8));
 	my $all = $round % 2 == 0;
 	crash_server($node, all_processes => $all);
 	$_->finish for @h, $ch;
 
-	my @acked_now = map { split /\n/ } @out;
+	my @acked_now = $acked->();
 	note sprintf("round %d: killed %s after %d acknowledged orders this round",
 		$round, $all ? 'postmaster and all server processes' : 'the postmaster', scalar @acked_now);
 	ok(@acked_now > 0, "round $round: the writers committed before the crash");

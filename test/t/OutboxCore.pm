@@ -38,8 +38,10 @@ sub write_file
 	return $path;
 }
 
-# Start psql on a script file in the background, as a real client session.
-# Returns the IPC::Run harness; its output accumulates in $$out and $$err.
+# Start psql on a script file in the background, as a real client session,
+# its output going to the files $out and $err (files, not pipes: a client
+# must never stall because nobody reads its output). Returns the IPC::Run
+# harness.
 sub start_psql_script
 {
 	my ($node, $dbname, $file, $out, $err, @vars) = @_;
