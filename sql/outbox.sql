@@ -143,6 +143,13 @@ ALTER TABLE @extschema@.outbox_events SET (
 -- operator after failing ('failed'). Partitioned by day of completed_on so
 -- that retention drops whole partitions (see outbox_archive_maintain()); rows
 -- for days without a partition go to the default partition.
+--
+-- The primary key (id, completed_on) is declared on each partition, not on
+-- this parent: completed_on is the partition key, so it is just as unique.
+-- An index on the parent would break pg_dump / pg_restore of the partitions
+-- outbox_archive_maintain() creates: CREATE EXTENSION recreates the parent
+-- with its index, the restore's ATTACH PARTITION then builds the partition's
+-- index, and the dump's own ADD CONSTRAINT for that index fails.
 CREATE TABLE @extschema@.outbox_events_archive (
     id                uuid NOT NULL,
     seq               bigint NOT NULL,
@@ -157,15 +164,16 @@ CREATE TABLE @extschema@.outbox_events_archive (
     last_error        text,
     started_on        timestamptz,
     completed_on      timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    lease_owner       text,
-    CONSTRAINT outbox_events_archive_pkey PRIMARY KEY (id, completed_on)
+    lease_owner       text
 ) PARTITION BY RANGE (completed_on);
 
 COMMENT ON TABLE @extschema@.outbox_events_archive IS
     'Events delivered (completed) or discarded after failing (failed), partitioned by day of completed_on.';
 
 CREATE TABLE @extschema@.outbox_events_archive_default
-    PARTITION OF @extschema@.outbox_events_archive DEFAULT;
+    PARTITION OF @extschema@.outbox_events_archive (
+        CONSTRAINT outbox_events_archive_default_pkey PRIMARY KEY (id, completed_on))
+    DEFAULT;
 
 -- Both tables (and the default partition) are dumped by pg_dump with their rows.
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_events', '');
@@ -464,7 +472,8 @@ BEGIN
         day := (now() AT TIME ZONE 'UTC')::date + i;
         part := 'outbox_events_archive_p' || to_char(day, 'YYYYMMDD');
         IF to_regclass(format('%I.%I', '@extschema@', part)) IS NULL THEN
-            EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.outbox_events_archive FOR VALUES FROM (%L) TO (%L)',
+            EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.outbox_events_archive (PRIMARY KEY (id, completed_on)) '
+                           'FOR VALUES FROM (%L) TO (%L)',
                            '@extschema@', part, '@extschema@',
                            (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
             RETURN NEXT 'created ' || part;

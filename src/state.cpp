@@ -13,6 +13,7 @@ extern "C" {
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/syscache.h"
 }
 
@@ -310,6 +311,11 @@ distinct_uuid_array(ArrayType *ids, int *n_out)
 void
 raise_not_leased(pg_uuid_t *id, int64 token, const char *action)
 {
+    // Diagnose with a fresh snapshot: the caller's statement snapshot may
+    // predate a concurrent reclaim that its UPDATE/DELETE waited for, and the
+    // read-only queries below would otherwise see the event as it was then.
+    // (No pop: this function always ends in ERROR, which unwinds the stack.)
+    PushActiveSnapshot(GetTransactionSnapshot());
     char *id_text = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
     Datum arg = UUIDPGetDatum(id);
     run(Stmt::DiagnoseOutbox, &arg, nullptr, true, 1);
