@@ -247,6 +247,17 @@ npm_install() {
     return 1
 }
 
+typecheck() {
+    local client=$1
+    if (cd "$here/$client" && timeout 120 npx --no-install tsc --noEmit >"$ex/$client.tsc.log" 2>&1); then
+        say "ok - $client: the example and its schema type-check (tsc --noEmit)"
+    else
+        sed 's/^/# /' "$ex/$client.tsc.log"
+        say "not ok - $client: the example and its schema type-check (tsc --noEmit)"
+    fi
+    return 0
+}
+
 for client in "${clients[@]}"; do
     echo "# == $client"
     case $client in
@@ -254,7 +265,7 @@ for client in "${clients[@]}"; do
         npm_install node-postgres && run_client_test node-postgres "node --test --test-reporter=tap --test-concurrency=1 test/*.test.js"
         ;;
     drizzle)
-        npm_install drizzle && run_client_test drizzle "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        npm_install drizzle && typecheck drizzle && run_client_test drizzle "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
         ;;
     prisma)
         if npm_install prisma; then
@@ -266,15 +277,17 @@ for client in "${clients[@]}"; do
             stub="$ex/no-schema-engine"
             printf '#!/bin/sh\necho "schema engine binary not available here (not on npm)" >&2\nexit 1\n' >"$stub"
             chmod +x "$stub"
-            if (cd "$here/prisma" && PRISMA_SCHEMA_ENGINE_BINARY="$stub" HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
-                    https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 PRISMA_ENGINES_MIRROR=http://127.0.0.1:9 \
-                    timeout 120 npx --no-install prisma generate >"$ex/prisma.generate.log" 2>&1); then
+            export PRISMA_SCHEMA_ENGINE_BINARY="$stub" HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
+                https_proxy=http://127.0.0.1:9 http_proxy=http://127.0.0.1:9 PRISMA_ENGINES_MIRROR=http://127.0.0.1:9
+            if (cd "$here/prisma" && timeout 120 npx --no-install prisma generate >"$ex/prisma.generate.log" 2>&1); then
                 say "ok - prisma: prisma generate with no download (engine binaries unreachable)"
+                typecheck prisma
                 run_client_test prisma "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
             else
                 sed 's/^/# /' "$ex/prisma.generate.log"
                 say "not ok - prisma: prisma generate with no download"
             fi
+            unset PRISMA_SCHEMA_ENGINE_BINARY HTTPS_PROXY HTTP_PROXY https_proxy http_proxy PRISMA_ENGINES_MIRROR
         fi
         ;;
     psycopg)
