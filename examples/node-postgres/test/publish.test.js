@@ -1,5 +1,6 @@
 // Publishing from node-postgres inside its transaction, through PgBouncer.
 import { test, after } from 'node:test';
+import pg from 'pg';
 import assert from 'node:assert/strict';
 import { publish, withTransaction } from '../outbox.js';
 import { placeOrder } from '../place-order.js';
@@ -109,6 +110,34 @@ test('concurrent publishers through PgBouncer: each transaction commits its orde
   assert.equal(byKey.size, 5);
   for (const claimed of byKey.values()) {
     assert.deepEqual(claimed, [...claimed].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)));
+  }
+});
+
+test('PgBouncer transaction pooling: one client connection runs on several server sessions (no session state survives)', async () => {
+  const a = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  const b = new pg.Client({ connectionString: process.env.DATABASE_URL });
+  await a.connect();
+  await b.connect();
+  try {
+    const pid = async (c) => (await c.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    let moved = false;
+    for (let i = 0; i < 20 && !moved; i++) {
+      const first = await pid(a);
+      // b takes a server connection and keeps it in a transaction; when it is
+      // the one a just gave back, a's next statement must run in another session.
+      await b.query('BEGIN');
+      const held = await pid(b);
+      if (held === first) {
+        const second = await pid(a);
+        assert.notEqual(second, first);
+        moved = true;
+      }
+      await b.query('COMMIT');
+    }
+    assert.ok(moved, 'the second client got the first one\'s server connection');
+  } finally {
+    await a.end();
+    await b.end();
   }
 });
 
