@@ -23,7 +23,9 @@ namespace {
 
 // Advisory locks taken for ordering keys carry this in their fourth field
 // (pg_locks.objsubid), apart from the 1 and 2 of pg_advisory_lock().
-constexpr uint16 kOrderingLockSpace = 0x4F42; // "OB"
+constexpr uint16 kOrderingLockSpace = 0x4F42; // "OB", 20290
+// And these, for caller-chosen event ids being published.
+constexpr uint16 kEventIdLockSpace = 0x4F43;  // "OC", 20291
 
 // A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then 12 bits of
 // sub-millisecond time (so ids from one backend increase), then 62 random bits.
@@ -127,18 +129,23 @@ delivery_time(const PublishArgs &a, bool *given)
     return 0;
 }
 
+// A transaction-level exclusive advisory lock on (space, hash of the bytes).
+void
+lock_until_commit(const void *bytes, int len, uint16 space)
+{
+    uint64 h = hash_bytes_extended(static_cast<const unsigned char *>(bytes), len, 0);
+    LOCKTAG tag;
+    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(h >> 32), static_cast<uint32>(h), space);
+    (void) LockAcquire(&tag, ExclusiveLock, false, false);
+}
+
 // Same-key publishers are serialized until commit, so that publish (seq)
 // order is commit order within a key and no claimer can see a later event of
 // a key while an earlier one is still uncommitted.
 void
 lock_ordering_key(text *key)
 {
-    uint64 h = hash_bytes_extended(reinterpret_cast<const unsigned char *>(VARDATA_ANY(key)),
-                                   VARSIZE_ANY_EXHDR(key), 0);
-    LOCKTAG tag;
-    SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, static_cast<uint32>(h >> 32), static_cast<uint32>(h),
-                         kOrderingLockSpace);
-    (void) LockAcquire(&tag, ExclusiveLock, false, false);
+    lock_until_commit(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), kOrderingLockSpace);
 }
 
 } // namespace
@@ -169,6 +176,10 @@ publish_one(const PublishArgs &a, pg_uuid_t *id_out)
 
     if (a.id != nullptr) {
         memcpy(id_out, a.id, sizeof(pg_uuid_t));
+        // Two transactions publishing the same id: the second waits here until
+        // the first ends, then its check below (a fresh snapshot) sees the
+        // first one's event and says so clearly.
+        lock_until_commit(id_out->data, UUID_LEN, kEventIdLockSpace);
         Datum arg = UUIDPGetDatum(id_out);
         run(Stmt::PublishExists, &arg, nullptr, false, 1);
         bool isnull;
