@@ -52,7 +52,9 @@ export const outboxEventsArchive = pgTable('outbox_events_archive', {
   startedOn: timestamptz('started_on'),
   completedOn: timestamptz('completed_on').notNull().defaultNow(),
   leaseOwner: text('lease_owner'),
-}, (t) => [primaryKey({ name: 'outbox_events_archive_pkey', columns: [t.id, t.completedOn] })]);
+  // The key is declared on each archive partition (so that pg_dump/pg_restore work), not on the
+  // partitioned table itself.
+}, (t) => [primaryKey({ columns: [t.id, t.completedOn] })]);
 
 export type OutboxEvent = typeof outboxEvents.$inferSelect;
 export type ArchivedOutboxEvent = typeof outboxEventsArchive.$inferSelect;

@@ -35,8 +35,14 @@ async function fromDatabase(table: string) {
   const { rows: [pk] } = await db.execute<{ cols: string[] }>(sql`
     SELECT array_agg(a.attname::text ORDER BY k.ord) AS cols
       FROM pg_constraint c, unnest(c.conkey) WITH ORDINALITY AS k(attnum, ord), pg_attribute a
-     WHERE c.conrelid = ${table}::regclass AND c.contype = 'p'
-       AND a.attrelid = c.conrelid AND a.attnum = k.attnum`);
+     WHERE c.conrelid = (
+             -- The table's own primary key; outbox_events_archive (partitioned) has it on every partition
+             -- instead, so that pg_dump/pg_restore work: take the key of its default partition.
+             SELECT coalesce(
+                 (SELECT p.conrelid FROM pg_constraint p WHERE p.conrelid = ${table}::regclass AND p.contype = 'p'),
+                 (SELECT i.inhrelid FROM pg_inherits i JOIN pg_class d ON d.oid = i.inhrelid
+                   WHERE i.inhparent = ${table}::regclass AND pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT')))
+       AND c.contype = 'p' AND a.attrelid = c.conrelid AND a.attnum = k.attnum`);
   const { rows: idx } = await db.execute<{ name: string }>(sql`
     SELECT i.relname AS name FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
      WHERE x.indrelid = ${table}::regclass AND NOT x.indisprimary ORDER BY 1`);
