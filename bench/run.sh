@@ -195,8 +195,14 @@ else
 fi
 
 # Does the installed extension have the worker's subscription API?
+# If so, the relay serves database bench, switched off except in W2 worker and W3.
 have_subscriptions=0
-[ "$(q "SELECT count(*) FROM pg_proc WHERE proname = 'outbox_subscribe'")" -gt 0 ] && have_subscriptions=1
+if [ "$(q "SELECT count(*) FROM pg_proc WHERE proname = 'outbox_subscribe'")" -gt 0 ]; then
+    have_subscriptions=1
+    q "ALTER SYSTEM SET outbox.enabled = off"
+    q "ALTER SYSTEM SET outbox.databases = 'bench'"
+    q "SELECT pg_reload_conf()" >/dev/null
+fi
 
 ###############################################################################
 # W1: publish overhead (pgbench, 4 clients)
@@ -281,12 +287,35 @@ w2() {
 # W2 worker drain and W3 latency: need the background worker's subscription
 # API (outbox_subscribe). Skipped with a message when the extension has none.
 ###############################################################################
+relay() { q "ALTER SYSTEM SET outbox.enabled = $1" && q "SELECT pg_reload_conf()" >/dev/null; }
+
 w2_worker() {
     if [ $have_subscriptions = 0 ]; then
         skip "W2 worker drain: the installed outbox has no subscription API (outbox_subscribe): background worker not built in"
         return
     fi
-    skip "W2 worker drain: not written yet"
+    [ $have_node = 1 ] || { skip "W2 worker drain: needs node and bench/node_modules"; return; }
+    log "W2 worker drain: ${W2_EVENTS} events, relay with a no-op SQL subscription vs raw SQL and outbox claim/complete (1 consumer), ${W2_ROUNDS} rounds"
+    local r s line rc summary
+    for r in $(seq 1 "$W2_ROUNDS"); do
+        for s in raw outbox worker; do
+            line=$(node bench/lib/drain.mjs --system "$s" --events "$W2_EVENTS" --consumers 1 --batch 100 2>"$bw/w2w-$s.err")
+            rc=$?
+            if [ -z "$line" ]; then
+                cat "$bw/w2w-$s.err"; notok "W2 worker drain, $s: the driver failed (exit $rc)"; continue
+            fi
+            line=${line/\"workload\":\"W2\"/\"workload\":\"W2worker\"}
+            echo "${line%\}},\"round\":$r}" >>"$results"
+            summary=$(printf '%s' "$line" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`${j.delivered}/${j.events} delivered, ${j.duplicates} duplicates, ${j.db_check}; ${j.seconds} s, ${Math.round(j.rate)} events/s`)')
+            if [ $quick = 1 ]; then
+                [ $s = worker ] && check "W2 worker drain: the relay delivered every event exactly once ($summary)" test $rc = 0
+            else
+                [ $rc = 0 ] || notok "W2 worker drain, $s: $summary"
+                echo "   round $r, $s: $summary"
+            fi
+        done
+    done
+    [ $quick = 1 ] || echo "{\"workload\":\"W2workercmd\",\"cmd\":\"node bench/lib/drain.mjs --system {raw,outbox,worker} --events $W2_EVENTS --consumers 1 --batch 100\"}" >>"$results"
 }
 
 w3() {
@@ -294,7 +323,52 @@ w3() {
         skip "W3 latency: the installed outbox has no subscription API (outbox_subscribe): background worker not built in"
         return
     fi
-    skip "W3 latency: not written yet"
+    log "W3 latency: ${W3_RATE} events/s for ${W3_SECONDS} s (pgbench -c 4 -R), relay delivering to a SQL subscription"
+    relay off
+    q "TRUNCATE orders, bench_handled, outbox_events, outbox_events_archive"
+    q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
+    q "SELECT outbox_subscribe('bench_latency', 'order.*', 'bench_record')" >/dev/null
+    q "CHECKPOINT"
+    relay on
+    sleep 1
+    "$pbin/pgbench" -n -M prepared -c 4 -j 2 -R "$W3_RATE" -T "$W3_SECONDS" -f bench/sql/w3_publish.sql bench \
+        >"$bw/w3-pgbench.log" 2>&1 &
+    local pgb=$! max_backlog=0 b
+    while kill -0 $pgb 2>/dev/null; do
+        b=$(q "SELECT count(*) FROM outbox_events")
+        [ "${b:-0}" -gt $max_backlog ] && max_backlog=$b
+        sleep 0.2
+    done
+    wait $pgb || { cat "$bw/w3-pgbench.log"; notok "W3 publishers (pgbench)"; }
+    local i
+    for i in $(seq 1 300); do
+        [ "$(q "SELECT count(*) FROM outbox_events")" = 0 ] && break
+        sleep 0.1
+    done
+    relay off
+    q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
+    local line
+    line=$(q "SELECT json_build_object('workload', 'W3', 'rate', $W3_RATE, 'seconds', $W3_SECONDS,
+                  'published', (SELECT count(*) FROM orders),
+                  'handled', (SELECT count(*) FROM bench_handled),
+                  'distinct_handled', (SELECT count(DISTINCT n) FROM bench_handled),
+                  'left', (SELECT count(*) FROM outbox_events),
+                  'events', count(*),
+                  'p50_ms', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 3),
+                  'p99_ms', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 3),
+                  'max_ms', round(max(ms)::numeric, 3),
+                  'max_backlog', $max_backlog)
+                FROM (SELECT extract(epoch FROM h.handled_at - pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms
+                        FROM orders o JOIN bench_handled h ON h.n = o.id) x")
+    echo "$line" >>"$results"
+    local summary
+    summary=$(printf '%s' "$line" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`${j.handled} handled of ${j.published} published (${j.distinct_handled} distinct, ${j.left} left); p50 ${j.p50_ms} ms, p99 ${j.p99_ms} ms, max ${j.max_ms} ms, max backlog ${j.max_backlog}`)' 2>/dev/null || echo "$line")
+    local pub handled distinct left
+    pub=$(q "SELECT count(*) FROM orders"); handled=$(q "SELECT count(*) FROM bench_handled")
+    distinct=$(q "SELECT count(DISTINCT n) FROM bench_handled"); left=$(q "SELECT count(*) FROM outbox_events")
+    check "W3 latency: every published event handled exactly once ($summary)" \
+        test "$pub" -gt 0 -a "$pub" = "$handled" -a "$handled" = "$distinct" -a "$left" = 0
+    [ $quick = 1 ] || echo "{\"workload\":\"W3cmd\",\"cmd\":\"pgbench -n -M prepared -c 4 -j 2 -R $W3_RATE -T $W3_SECONDS -f bench/sql/w3_publish.sql bench\"}" >>"$results"
 }
 
 ###############################################################################

@@ -49,3 +49,10 @@ CREATE TABLE bench_handled (
     n          bigint NOT NULL,
     handled_at timestamptz NOT NULL DEFAULT clock_timestamp()
 );
+
+-- Subscription handlers for the background worker (W2 worker drain, W3).
+-- A no-op, and one that records which event it saw and when.
+CREATE FUNCTION bench_noop(e outbox_events) RETURNS void
+LANGUAGE sql AS 'SELECT';
+CREATE FUNCTION bench_record(e outbox_events) RETURNS void
+LANGUAGE sql AS $$ INSERT INTO bench_handled (n) VALUES ((e.payload->>'n')::bigint) $$;
