@@ -66,8 +66,8 @@ if [ "$(id -u)" = 0 ]; then
         bash "$work/src/bench/run.sh" "${args[@]}"
     rc=$?
     if [ $quick = 0 ] && [ -f "$work/src/bench/RESULTS.md" ]; then
-        cp "$work/src/bench/RESULTS.md" "$here/RESULTS.md"
-        echo "wrote $here/RESULTS.md"
+        cp "$work/src/bench/RESULTS.md" "$work/src/bench/results.jsonl" "$here/"
+        echo "wrote $here/RESULTS.md and $here/results.jsonl (the raw measurements)"
     fi
     exit $rc
 fi
@@ -408,7 +408,7 @@ w4() {
 # Machine and settings, then the report.
 ###############################################################################
 {
-    echo "{\"workload\":\"meta\",\"cpu\":\"$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)\",\"cores\":$(nproc),\"mem_gib\":$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo),\"kernel\":\"$(uname -r)\",\"os\":\"$(. /etc/os-release; echo "$PRETTY_NAME")\",\"postgres\":\"$(q 'SHOW server_version')\",\"node\":\"$(node --version 2>/dev/null)\",\"pgq\":\"$(q "SELECT extversion FROM pg_extension WHERE extname = 'pgq'")\",\"pgqd\":\"$(dpkg-query -W -f '${Version}' pgqd 2>/dev/null)\",\"pgboss\":\"$(node -p 'require("./bench/node_modules/pg-boss/package.json").version' 2>/dev/null)\",\"graphile\":\"$(node -p 'require("./bench/node_modules/graphile-worker/package.json").version' 2>/dev/null)\",\"date\":\"$(date -u +%FT%TZ)\",\"commit\":\"${BENCH_COMMIT:-$(git -C "$src" rev-parse --short HEAD 2>/dev/null)}\",\"w2_graphile_events\":$W2_GRAPHILE_EVENTS}"
+    echo "{\"workload\":\"meta\",\"cpu\":\"$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)\",\"cores\":$(nproc),\"mem_gib\":$(awk '/MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo),\"kernel\":\"$(uname -r)\",\"os\":\"$(. /etc/os-release; echo "$PRETTY_NAME")\",\"postgres\":\"$(q 'SHOW server_version')\",\"node\":\"$(node --version 2>/dev/null)\",\"pgq\":\"$(q "SELECT extversion FROM pg_extension WHERE extname = 'pgq'")\",\"pgqd\":\"$(dpkg-query -W -f '${Version}' pgqd 2>/dev/null)\",\"pgboss\":\"$(node -p 'require("./bench/node_modules/pg-boss/package.json").version' 2>/dev/null)\",\"graphile\":\"$(node -p 'require("./bench/node_modules/graphile-worker/package.json").version' 2>/dev/null)\",\"date\":\"$(date -u +%FT%TZ)\",\"commit\":\"${BENCH_COMMIT:-$(git -C "$src" rev-parse --short HEAD 2>/dev/null)}\",\"w2_graphile_events\":$W2_GRAPHILE_EVENTS,\"workloads\":\"$only\"}"
     q "SELECT json_build_object('workload', 'settings', 'settings', json_object_agg(name, setting || coalesce(unit, ''))) FROM pg_settings WHERE name IN ('shared_buffers', 'synchronous_commit', 'fsync', 'wal_level', 'max_wal_size', 'checkpoint_timeout', 'work_mem', 'autovacuum', 'track_commit_timestamp', 'shared_preload_libraries', 'max_connections')"
 } >>"$results"
 
@@ -419,6 +419,7 @@ want W3 && w3
 want W4 && w4
 
 if [ $quick = 0 ]; then
+    cp "$results" bench/results.jsonl
     node bench/lib/report.mjs "$results" >bench/RESULTS.md && log "report: bench/RESULTS.md"
 fi
 [ $checks_failed = 0 ]

@@ -104,32 +104,40 @@ const systems = {
         },
     },
 
-    // The background worker (relay) with a no-op SQL subscription: the relay
-    // is switched off while the events are published, then on; the clock
-    // runs until outbox_events is empty. One relay worker per database, so
-    // --consumers does not apply.
+    // The background worker (relay) with a no-op SQL subscription. The relay
+    // runs all along; the subscription is paused while the events are
+    // published (they wait in outbox_events), and the clock runs from its
+    // resumption until outbox_events is empty. One relay worker per database,
+    // so --consumers does not apply.
     worker: {
         async setRelay(db, on) {
             await db.query(`ALTER SYSTEM SET outbox.enabled = ${on ? 'on' : 'off'}`);
             await db.query('SELECT pg_reload_conf()');
         },
         async reset(db) {
-            await this.setRelay(db, false);
+            await this.setRelay(db, true);
+            const deadline = Date.now() + 20000;
+            while (Date.now() < deadline) {
+                const r = await db.query(`SELECT count(*) AS n FROM outbox_worker_stats()
+                                           WHERE database = current_database() AND pid IS NOT NULL`);
+                if (Number(r.rows[0].n) > 0) break;
+                await sleep(50);
+            }
             await db.query(`DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'`);
             await db.query('TRUNCATE outbox_events, outbox_events_archive');
             await db.query(`SELECT outbox_subscribe('bench_noop', 'bench.*', 'bench_noop')`);
+            await db.query(`SELECT outbox_pause_subscription('bench_noop')`);
         },
         publish: null, // set below: same as outbox
         async drain(clients, db) {
             const before = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
-            await this.setRelay(db, true);
+            await db.query(`SELECT outbox_resume_subscription('bench_noop')`);
             const deadline = Date.now() + timeoutMs;
             for (;;) {
                 const r = await db.query('SELECT NOT EXISTS (SELECT FROM outbox_events) AS empty');
                 if (r.rows[0].empty || Date.now() > deadline) break;
                 await sleep(5);
             }
-            await this.setRelay(db, false);
             const after = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
             this.handled = Number(after.rows[0].d) - Number(before.rows[0].d);
         },
@@ -142,6 +150,7 @@ const systems = {
             delivered = Number(distinctN);
             duplicates = Number(archived) - Number(distinctN);
             await db.query(`DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'`);
+            await this.setRelay(db, false);
             return { ok: Number(left) === 0 && Number(archived) === events && this.handled === events,
                      detail: `outbox_events ${left}, archive ${archived}, relay counted ${this.handled} delivered` };
         },
