@@ -325,6 +325,15 @@ const systems = {
             });
             const deadline = Date.now() + timeoutMs;
             while (!done() && Date.now() < deadline) await sleep(2);
+            // Handled is not done: a job is done once the runner has
+            // completed it in the database (it deletes the row).
+            const c = await client();
+            while (Date.now() < deadline) {
+                const r = await c.query('SELECT NOT EXISTS (SELECT FROM graphile_worker._private_jobs) AS empty');
+                if (r.rows[0].empty) break;
+                await sleep(2);
+            }
+            await c.end();
             await runner.stop();
         },
         async check(db) {
