@@ -1,0 +1,412 @@
+// W2 drain: publish N events into one queue system (untimed), then time how
+// long C consumers take to deliver all of them, and check that every event
+// was delivered exactly once. Prints one JSON line with the result.
+//
+//   node drain.mjs --system outbox|raw|pgq|pgboss|graphile --events N --consumers C [--batch B]
+//
+// Every system is driven through node-postgres from one node process (one
+// connection per consumer), with the same payload (bench_payload(n)) and a
+// no-op handler that only records payload.n. Connection: PGHOST (the socket
+// directory), PGPORT, PGDATABASE, PGUSER.
+import pg from 'pg';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+
+const args = Object.fromEntries(process.argv.slice(2).reduce((acc, a, i, all) => {
+    if (a.startsWith('--')) acc.push([a.slice(2), all[i + 1]]);
+    return acc;
+}, []));
+const system = args.system;
+const events = Number(args.events || 1000);
+const consumers = Number(args.consumers || 1);
+const batch = Number(args.batch || 100);
+const timeoutMs = Number(args.timeout || 600) * 1000;
+// W4: consume while something else publishes (no reset, no publish here),
+// and sample table sizes every `sampleEvery` seconds.
+const follow = Boolean(Number(args.follow || 0));
+const sampleEvery = Number(args['sample-every'] || 0);
+
+const conn = {
+    host: process.env.PGHOST, port: Number(process.env.PGPORT || 5432),
+    database: process.env.PGDATABASE || 'bench', user: process.env.PGUSER || 'postgres',
+};
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// Exactly-once bookkeeping shared by the consumers.
+const seen = new Uint8Array(events + 1);
+let delivered = 0;
+let duplicates = 0;
+let strays = 0;
+function handle(payload) {
+    const p = typeof payload === 'string' ? JSON.parse(payload) : payload;
+    const n = Number(p && p.n);
+    if (!Number.isInteger(n) || n < 1 || n > events) { strays++; return; }
+    if (seen[n]) duplicates++; else { seen[n] = 1; delivered++; }
+}
+const done = () => delivered >= events;
+
+async function client() {
+    const c = new pg.Client(conn);
+    await c.connect();
+    return c;
+}
+
+// Run `consumers` loops of `step` (returns the number of events handled, 0
+// when it found nothing) until every event was delivered.
+async function drainLoops(clients, step) {
+    const deadline = Date.now() + timeoutMs;
+    await Promise.all(clients.map(async (c, k) => {
+        while (!done() && Date.now() < deadline) {
+            const got = await step(c, k);
+            if (got === 0) await sleep(follow ? 20 : 2);
+        }
+    }));
+}
+
+const systems = {
+    // The outbox extension, through its SQL API: claim a batch (a lease),
+    // handle it outside any transaction, complete it (moves it to the archive).
+    outbox: {
+        async reset(db) {
+            await db.query('TRUNCATE outbox_events, outbox_events_archive');
+        },
+        async publish(db) {
+            for (let a = 1; a <= events; a += 10000) {
+                const b = Math.min(events, a + 9999);
+                await db.query(`SELECT count(outbox_publish('bench.event', bench_payload(i)))
+                                  FROM generate_series($1::bigint, $2::bigint) i`, [a, b]);
+            }
+        },
+        async drain(clients) {
+            await drainLoops(clients, async (c, k) => {
+                const r = await c.query({ name: 'claim', text: 'SELECT id, payload, lease_token FROM outbox_claim($1, NULL, $2)', values: [batch, `bench-${k}`] });
+                if (r.rows.length === 0) return 0;
+                const byToken = new Map();
+                for (const row of r.rows) {
+                    handle(row.payload);
+                    const t = row.lease_token;
+                    if (!byToken.has(t)) byToken.set(t, []);
+                    byToken.get(t).push(row.id);
+                }
+                for (const [token, ids] of byToken) {
+                    await c.query({ name: 'complete', text: 'SELECT outbox_complete($1::uuid[], $2)', values: [ids, token] });
+                }
+                return r.rows.length;
+            });
+        },
+        async check(db) {
+            const r = await db.query(`SELECT (SELECT count(*) FROM outbox_events) AS left,
+                                             (SELECT count(*) FROM outbox_events_archive WHERE status = 'completed') AS done`);
+            const { left, done: archived } = r.rows[0];
+            return { ok: Number(left) === 0 && Number(archived) === events, detail: `outbox_events ${left}, archive ${archived}` };
+        },
+    },
+
+    // The background worker (relay) with a no-op SQL subscription. The relay
+    // runs all along; the subscription is paused while the events are
+    // published (they wait in outbox_events), and the clock runs from its
+    // resumption until outbox_events is empty. One relay worker per database,
+    // so --consumers does not apply.
+    worker: {
+        async setRelay(db, on) {
+            await db.query(`ALTER SYSTEM SET outbox.enabled = ${on ? 'on' : 'off'}`);
+            await db.query('SELECT pg_reload_conf()');
+        },
+        async reset(db) {
+            await this.setRelay(db, true);
+            const deadline = Date.now() + 20000;
+            while (Date.now() < deadline) {
+                const r = await db.query(`SELECT count(*) AS n FROM outbox_worker_stats()
+                                           WHERE database = current_database() AND pid IS NOT NULL`);
+                if (Number(r.rows[0].n) > 0) break;
+                await sleep(50);
+            }
+            await db.query(`DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'`);
+            await db.query('TRUNCATE outbox_events, outbox_events_archive');
+            await db.query(`SELECT outbox_subscribe('bench_noop', 'bench.*', 'bench_noop')`);
+            await db.query(`SELECT outbox_pause_subscription('bench_noop')`);
+        },
+        publish: null, // set below: same as outbox
+        async drain(clients, db) {
+            const before = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
+            await db.query(`SELECT outbox_resume_subscription('bench_noop')`);
+            const deadline = Date.now() + timeoutMs;
+            for (;;) {
+                const r = await db.query('SELECT NOT EXISTS (SELECT FROM outbox_events) AS empty');
+                if (r.rows[0].empty || Date.now() > deadline) break;
+                await sleep(5);
+            }
+            const after = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
+            this.handled = Number(after.rows[0].d) - Number(before.rows[0].d);
+        },
+        async check(db) {
+            // The handler is a no-op: count what the archive holds instead.
+            const r = await db.query(`SELECT count(*) AS archived, count(DISTINCT (payload->>'n')::bigint) AS distinct_n,
+                                             (SELECT count(*) FROM outbox_events) AS left
+                                        FROM outbox_events_archive WHERE status = 'completed'`);
+            const { archived, distinct_n: distinctN, left } = r.rows[0];
+            delivered = Number(distinctN);
+            duplicates = Number(archived) - Number(distinctN);
+            await db.query(`DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'`);
+            await this.setRelay(db, false);
+            return { ok: Number(left) === 0 && Number(archived) === events && this.handled === events,
+                     detail: `outbox_events ${left}, archive ${archived}, relay counted ${this.handled} delivered` };
+        },
+    },
+
+    // The floor: a bare table, plain INSERT, and one statement per batch that
+    // deletes due rows (SKIP LOCKED) into the archive and returns them.
+    raw: {
+        async reset(db) {
+            await db.query('TRUNCATE raw_events, raw_events_archive');
+        },
+        async publish(db) {
+            for (let a = 1; a <= events; a += 10000) {
+                const b = Math.min(events, a + 9999);
+                await db.query(`INSERT INTO raw_events (id, type, payload)
+                                SELECT gen_random_uuid(), 'bench.event', bench_payload(i)
+                                  FROM generate_series($1::bigint, $2::bigint) i`, [a, b]);
+            }
+        },
+        async drain(clients) {
+            const sql = `WITH c AS (SELECT id FROM raw_events ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),
+                              d AS (DELETE FROM raw_events r USING c WHERE r.id = c.id RETURNING r.*)
+                         INSERT INTO raw_events_archive (id, seq, type, payload, headers, ordering_key, status,
+                                                         occurred_at, created_on, retry_count, last_error, started_on, lease_owner)
+                         SELECT id, seq, type, payload, headers, ordering_key, 'completed',
+                                occurred_at, created_on, retry_count, last_error, started_on, lease_owner FROM d
+                         RETURNING id, payload`;
+            await drainLoops(clients, async (c) => {
+                const r = await c.query({ name: 'take', text: sql, values: [batch] });
+                for (const row of r.rows) handle(row.payload);
+                return r.rows.length;
+            });
+        },
+        async check(db) {
+            const r = await db.query(`SELECT (SELECT count(*) FROM raw_events) AS left,
+                                             (SELECT count(*) FROM raw_events_archive) AS done`);
+            const { left, done: archived } = r.rows[0];
+            return { ok: Number(left) === 0 && Number(archived) === events, detail: `raw_events ${left}, archive ${archived}` };
+        },
+    },
+
+    // PgQ: one queue per consumer (PgQ hands each batch to every consumer
+    // of a queue; without pgq_coop, work is shared by partitioning queues).
+    // The publisher ticks after every `batch` events, so batches hold `batch`
+    // events like the other systems'; pgqd runs all along (maintenance and
+    // its own ticks).
+    pgq: {
+        queues: () => Array.from({ length: consumers }, (_, k) => `bench_q${k}`),
+        async reset(db) {
+            const r = await db.query(`SELECT queue_name FROM pgq.queue WHERE queue_name LIKE 'bench\\_q%'`);
+            for (const { queue_name: q } of r.rows) {
+                const cs = await db.query('SELECT consumer_name FROM pgq.get_consumer_info($1)', [q]);
+                for (const { consumer_name: c } of cs.rows) await db.query('SELECT pgq.unregister_consumer($1, $2)', [q, c]);
+                await db.query('SELECT pgq.drop_queue($1)', [q]);
+            }
+            for (const q of this.queues()) {
+                await db.query('SELECT pgq.create_queue($1)', [q]);
+                await db.query(`SELECT pgq.set_queue_config($1, 'ticker_max_count', '1')`, [q]);
+                await db.query('SELECT pgq.register_consumer($1, $2)', [q, 'bench']);
+            }
+        },
+        async publish(db) {
+            const qs = this.queues();
+            let k = 0;
+            for (let a = 1; a <= events; a += batch) {
+                const b = Math.min(events, a + batch - 1);
+                const q = qs[k++ % qs.length];
+                await db.query(`SELECT count(pgq.insert_event($1, 'bench.event', bench_payload(i)::text))
+                                  FROM generate_series($2::bigint, $3::bigint) i`, [q, a, b]);
+                await db.query('SELECT pgq.ticker($1)', [q]);
+            }
+            for (const q of qs) await db.query('SELECT pgq.ticker($1)', [q]);
+        },
+        async drain(clients) {
+            const qs = this.queues();
+            await drainLoops(clients, async (c, k) => {
+                const b = await c.query({ name: 'next', text: 'SELECT pgq.next_batch($1, $2) AS b', values: [qs[k], 'bench'] });
+                const id = b.rows[0].b;
+                if (id === null) return 0;
+                const r = await c.query({ name: 'events', text: 'SELECT ev_id, ev_data FROM pgq.get_batch_events($1)', values: [id] });
+                for (const row of r.rows) handle(row.ev_data);
+                await c.query({ name: 'finish', text: 'SELECT pgq.finish_batch($1)', values: [id] });
+                return r.rows.length || 1;
+            });
+        },
+        async check(db) {
+            const r = await db.query(`SELECT coalesce(sum(pending_events), 0) AS pending
+                                        FROM pgq.get_consumer_info() WHERE queue_name LIKE 'bench\\_q%'`);
+            const pending = Number(r.rows[0].pending);
+            return { ok: pending === 0, detail: `pending events ${pending}` };
+        },
+    },
+
+    // pg-boss, through its public API: insert() to publish, and a tight
+    // fetch()/complete() loop per consumer (its work() loop waits at least
+    // pollingIntervalSeconds, 0.5 s minimum, between fetches even when a
+    // batch came back full, which would measure the timer, not the queue).
+    pgboss: {
+        boss: null,
+        async open() {
+            const PgBoss = require('pg-boss');
+            this.boss = new PgBoss({ ...conn, max: consumers + 2 });
+            this.boss.on('error', (e) => console.error('pg-boss:', e.message));
+            await this.boss.start();
+        },
+        async reset(db) {
+            // deleteQueue() refuses a queue that still has jobs (foreign key).
+            await db.query(`DELETE FROM pgboss.job WHERE name = 'bench'`);
+            await db.query(`DELETE FROM pgboss.archive WHERE name = 'bench'`);
+            if (await this.boss.getQueue('bench')) await this.boss.deleteQueue('bench');
+            await this.boss.createQueue('bench');
+        },
+        async publish(db) {
+            for (let a = 1; a <= events; a += 1000) {
+                const jobs = [];
+                for (let n = a; n <= Math.min(events, a + 999); n++) jobs.push({ name: 'bench', data: null, n });
+                const r = await db.query('SELECT array_agg(bench_payload(n) ORDER BY n) AS p FROM generate_series($1::bigint, $2::bigint) n', [a, Math.min(events, a + 999)]);
+                r.rows[0].p.forEach((p, i) => { jobs[i].data = p; delete jobs[i].n; });
+                await this.boss.insert(jobs);
+            }
+        },
+        async drain() {
+            const boss = this.boss;
+            await drainLoops(Array.from({ length: consumers }), async () => {
+                const jobs = await boss.fetch('bench', { batchSize: batch });
+                if (!jobs || jobs.length === 0) return 0;
+                for (const j of jobs) handle(j.data);
+                await boss.complete('bench', jobs.map((j) => j.id));
+                return jobs.length;
+            });
+        },
+        async check(db) {
+            const r = await db.query(`SELECT count(*) FILTER (WHERE state = 'completed') AS done,
+                                             count(*) FILTER (WHERE state <> 'completed') AS left
+                                        FROM pgboss.job WHERE name = 'bench'`);
+            const { left, done: completed } = r.rows[0];
+            return { ok: Number(left) === 0 && Number(completed) === events, detail: `completed ${completed}, not completed ${left}` };
+        },
+        async close() { await this.boss.stop({ graceful: false, wait: true }); },
+    },
+
+    // graphile-worker, through its own runner: add_job() (its SQL API) to
+    // publish, run({ concurrency: C }) with the task handler to consume.
+    graphile: {
+        pool: null,
+        async open() {
+            const { runMigrations } = require('graphile-worker');
+            this.pool = new pg.Pool({ ...conn, max: consumers + 2 });
+            await runMigrations({ pgPool: this.pool, logger: this.logger() });
+        },
+        logger() {
+            const { Logger } = require('graphile-worker');
+            return new Logger(() => (level, message) => { if (level === 'error') console.error('graphile-worker:', message); });
+        },
+        async reset(db) {
+            await db.query('DELETE FROM graphile_worker._private_jobs');
+            await db.query('VACUUM graphile_worker._private_jobs');
+        },
+        async publish(db) {
+            for (let a = 1; a <= events; a += 10000) {
+                const b = Math.min(events, a + 9999);
+                await db.query(`SELECT count(graphile_worker.add_job('bench', bench_payload(i)::json))
+                                  FROM generate_series($1::bigint, $2::bigint) i`, [a, b]);
+            }
+        },
+        async drain() {
+            const { run } = require('graphile-worker');
+            const runner = await run({
+                pgPool: this.pool, concurrency: consumers, noHandleSignals: true, pollInterval: 1000,
+                logger: this.logger(),
+                taskList: { bench: async (payload) => { handle(payload); } },
+            });
+            const deadline = Date.now() + timeoutMs;
+            while (!done() && Date.now() < deadline) await sleep(2);
+            // Handled is not done: a job is done once the runner has
+            // completed it in the database (it deletes the row).
+            const c = await client();
+            while (Date.now() < deadline) {
+                const r = await c.query('SELECT NOT EXISTS (SELECT FROM graphile_worker._private_jobs) AS empty');
+                if (r.rows[0].empty) break;
+                await sleep(2);
+            }
+            await c.end();
+            await runner.stop();
+        },
+        async check(db) {
+            const r = await db.query('SELECT count(*) AS left FROM graphile_worker._private_jobs');
+            const left = Number(r.rows[0].left);
+            return { ok: left === 0, detail: `jobs left ${left}` };
+        },
+        async close() { await this.pool.end(); },
+    },
+};
+
+// W4 samples: sizes of the outbox tables and their dead tuples.
+async function sampler(db, t0) {
+    const samples = [];
+    const take = async () => {
+        const r = await db.query(`
+            SELECT pg_table_size('outbox_events') AS outbox_table,
+                   pg_indexes_size('outbox_events') AS outbox_indexes,
+                   (SELECT sum(pg_table_size(c.oid)) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'outbox_events_archive'::regclass) AS archive_table,
+                   (SELECT sum(pg_indexes_size(c.oid)) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                     WHERE i.inhparent = 'outbox_events_archive'::regclass) AS archive_indexes,
+                   (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass) AS dead_tuples,
+                   (SELECT n_live_tup FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass) AS live_tuples,
+                   (SELECT autovacuum_count FROM pg_stat_user_tables WHERE relid = 'outbox_events'::regclass) AS autovacuums,
+                   (SELECT last_value FROM bench_n) AS published`);
+        const row = Object.fromEntries(Object.entries(r.rows[0]).map(([k, v]) => [k, Number(v)]));
+        const line = { workload: 'W4sample', t: +(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1), delivered, ...row };
+        samples.push(line);
+        console.log(JSON.stringify(line));
+    };
+    let stop = false;
+    const loop = (async () => {
+        while (!stop) {
+            await take();
+            const until = Date.now() + sampleEvery * 1000;
+            while (!stop && Date.now() < until) await sleep(50);
+        }
+        await take();
+    })();
+    return async () => { stop = true; await loop; };
+}
+
+systems.worker.publish = systems.outbox.publish;
+
+async function main() {
+    const s = systems[system];
+    if (!s) throw new Error(`unknown system ${system}`);
+    const db = await client();
+    if (s.open) await s.open();
+    if (!follow) {
+        await s.reset(db);
+        await s.publish(db);
+        await db.query('CHECKPOINT');
+    }
+    const clients = ['pgboss', 'graphile', 'worker'].includes(system) ? [] : await Promise.all(Array.from({ length: consumers }, client));
+    const t0 = process.hrtime.bigint();
+    const stopSampler = sampleEvery > 0 ? await sampler(await client(), t0) : null;
+    await s.drain(clients, db);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (stopSampler) await stopSampler();
+    await Promise.all(clients.map((c) => c.end()));
+    const check = await s.check(db);
+    if (s.close) await s.close();
+    await db.end();
+    const missing = events - delivered;
+    const ok = missing === 0 && duplicates === 0 && strays === 0 && check.ok;
+    console.log(JSON.stringify({
+        workload: follow ? 'W4' : 'W2', system, consumers, events, batch, seconds: +seconds.toFixed(3),
+        rate: +(delivered / seconds).toFixed(1), delivered, duplicates, missing, strays,
+        db_check: check.detail, ok,
+    }));
+    process.exit(ok ? 0 : 1);
+}
+
+main().catch((e) => { console.error(e.stack || String(e)); process.exit(2); });
