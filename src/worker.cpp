@@ -663,6 +663,9 @@ outbox_worker_main(Datum arg)
     before_shmem_exit(worker_exit, Int32GetDatum(idx));
 
     pgstat_report_appname("outbox relay");
+    // No JIT in the relay: its statements are short, and with stale statistics
+    // the claim's estimate can pass jit_above_cost and pay a compilation per batch.
+    SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
     in_relay_worker = true;
     ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
     worker_loop(idx);
