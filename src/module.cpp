@@ -58,5 +58,5 @@ init_module()
 extern "C" void
 _PG_init(void)
 {
-    outbox::init_module();
+    outbox::guarded_entry([] { outbox::init_module(); });
 }

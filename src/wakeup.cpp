@@ -62,8 +62,10 @@ shmem_startup()
     LWLockRelease(AddinShmemInitLock);
 }
 
+// Runs at commit, where an ERROR would be a PANIC: nothing here can fail or
+// throw (noexcept makes the compiler hold us to no C++ exception).
 void
-xact_callback(XactEvent event, void *arg)
+xact_callback(XactEvent event, void *arg) noexcept
 {
     switch (event) {
     case XACT_EVENT_COMMIT:

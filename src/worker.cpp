@@ -599,8 +599,10 @@ register_launcher()
 
 using namespace outbox;
 
-extern "C" void
-outbox_launcher_main(Datum arg)
+namespace {
+
+void
+launcher_main(Datum arg)
 {
     pqsignal(SIGHUP, SignalHandlerForConfigReload);
     pqsignal(SIGTERM, die);
@@ -633,8 +635,8 @@ outbox_launcher_main(Datum arg)
     }
 }
 
-extern "C" void
-outbox_worker_main(Datum arg)
+void
+worker_main(Datum arg)
 {
     int idx = DatumGetInt32(arg);
     WorkerArgs args;
@@ -669,4 +671,20 @@ outbox_worker_main(Datum arg)
     in_relay_worker = true;
     ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
     worker_loop(idx);
+}
+
+} // namespace
+
+// The entry points the postmaster starts (bgw_function_name): one-line guarded trampolines.
+
+extern "C" void
+outbox_launcher_main(Datum arg)
+{
+    outbox::guarded_entry([arg] { launcher_main(arg); });
+}
+
+extern "C" void
+outbox_worker_main(Datum arg)
+{
+    outbox::guarded_entry([arg] { worker_main(arg); });
 }

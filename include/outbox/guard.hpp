@@ -64,6 +64,27 @@ cpp_call(Fn &&fn)
         raise_cpp_error();
 }
 
+// The same boundary for entry points that return nothing (_PG_init, the
+// background workers' main functions): body() runs inside try/catch; a C++
+// exception becomes an ERROR (for a background worker: it exits and is
+// restarted).
+template <typename Fn>
+inline void
+guarded_entry(Fn body)
+{
+    try {
+        body();
+        return;
+    } catch (const std::bad_alloc &) {
+        save_cpp_error("out of memory in C++ code");
+    } catch (const std::exception &e) {
+        save_cpp_error(e.what());
+    } catch (...) {
+        save_cpp_error("unknown C++ exception");
+    }
+    raise_cpp_error();
+}
+
 } // namespace outbox
 
 // Declare a SQL-callable function NAME whose body is `static Datum NAME_impl(PG_FUNCTION_ARGS)`.
