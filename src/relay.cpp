@@ -3,11 +3,14 @@
 // One transaction per batch. The claim (restricted to the event types of
 // active subscriptions, never those of a paused one) locks and leases the
 // events; each event then gets its own subtransaction in which every matching
-// handler runs as the subscription's owner, under outbox.handler_timeout, and
-// the event moves to the archive. The handlers' writes and the archive move
-// commit together with the batch, or not at all: exactly-once effect. A
-// handler error rolls back that event's subtransaction only; the failure is
-// recorded with backoff (failed after the maximum) and the batch goes on.
+// handler runs as the subscription's owner, under outbox.handler_timeout. The
+// events whose handlers all succeeded move to the archive with one statement
+// at the end of the batch, in the batch's transaction: the handlers' writes
+// and the archive move commit together, or not at all (exactly-once effect).
+// A handler error rolls back that event's subtransaction only; the failure is
+// recorded with backoff (failed after the maximum), that event is left out of
+// the archive move, and the batch goes on. The claim's row locks last until
+// the batch commits, so nobody else can touch the batch's events meanwhile.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
@@ -141,7 +144,7 @@ call_handler(const Subscription *sub, Datum row)
     SetUserIdAndSecContext(save_user, save_sec);
 }
 
-// The handlers and the archive move of one event, in a subtransaction.
+// The handlers of one event, in a subtransaction.
 // Returns true if it committed; otherwise *error gets the message.
 bool
 deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContext cxt, char **error)
@@ -161,14 +164,6 @@ deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContex
             call_handler(&subs[i], ev->row);
         }
         current = -1;
-        spi_begin();
-        Datum id = UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id));
-        Datum values[2] = {PointerGetDatum(construct_array(&id, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-                           Int64GetDatum(ev->token)};
-        run(Stmt::Complete, values, nullptr);
-        if (SPI_processed != 1)
-            raise_not_leased(const_cast<pg_uuid_t *>(&ev->id), ev->token, "complete");
-        spi_end();
         ReleaseCurrentSubTransaction();
         MemoryContextSwitchTo(cxt);
         CurrentResourceOwner = owner;
@@ -240,6 +235,39 @@ record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResul
         FreeErrorData(edata);
     }
     PG_END_TRY();
+}
+
+// Move the delivered events (done[i]) to the archive: one Complete statement
+// per lease token (the claim gives the whole batch one). Raises ERROR, which
+// rolls the whole batch back, if any of them was no longer leased to us.
+void
+archive_delivered(const Event *events, const bool *done, int n)
+{
+    bool *moved = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
+    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    spi_begin();
+    for (int first = 0; first < n; first++) {
+        if (!done[first] || moved[first])
+            continue;
+        int64 token = events[first].token;
+        int k = 0;
+        for (int i = first; i < n; i++)
+            if (done[i] && !moved[i] && events[i].token == token) {
+                ids[k++] = UUIDPGetDatum(const_cast<pg_uuid_t *>(&events[i].id));
+                moved[i] = true;
+            }
+        Datum values[2] = {PointerGetDatum(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                           Int64GetDatum(token)};
+        run(Stmt::Complete, values, nullptr);
+        if (SPI_processed != static_cast<uint64>(k))
+            ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
+                            errmsg("outbox relay: %d of %d delivered events (lease token " INT64_FORMAT
+                                   ") are no longer leased to the relay",
+                                   k - static_cast<int>(SPI_processed), k, token),
+                            errdetail("The batch is rolled back, handler effects included; the events are "
+                                      "taken back when their lease ends.")));
+    }
+    spi_end();
 }
 
 // Start a transaction for relay work; false (and nothing open) when the
@@ -382,14 +410,19 @@ relay_batch(int batch_size, BatchResult *out)
     char activity[96];
     snprintf(activity, sizeof activity, "outbox relay: delivering %d events", n);
     pgstat_report_activity(STATE_RUNNING, activity);
+    bool *done = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
     for (int i = 0; i < n; i++) {
         CHECK_FOR_INTERRUPTS();
         char *error = nullptr;
-        if (deliver_event(&events[i], subs, nsubs, cxt, &error))
+        if (deliver_event(&events[i], subs, nsubs, cxt, &error)) {
+            done[i] = true;
             out->delivered++;
-        else
+        } else {
             record_failure(&events[i], error, cxt, out);
+        }
     }
+    pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
+    archive_delivered(events, done, n);
     if (claimed < batch_size) {
         spi_begin();
         out->next_due = next_due();

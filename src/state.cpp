@@ -10,8 +10,10 @@ extern "C" {
 #include "catalog/indexing.h"
 #include "catalog/pg_extension.h"
 #include "commands/dbcommands.h"
+#include "storage/bufmgr.h"
 #include "utils/fmgroids.h"
 #include "utils/inval.h"
+#include "utils/plancache.h"
 #include "utils/rel.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
@@ -36,6 +38,10 @@ struct ExtensionState {
     Oid status_type;         // outbox_status
     char *schema_quoted;
     SPIPlanPtr plans[kStatementCount];
+    // Generic plans: the plan cache generation last seen for each statement,
+    // and the size of outbox_events (blocks) when that plan was built.
+    int plan_generation[kStatementCount];
+    BlockNumber plan_blocks[kStatementCount];
 };
 
 ExtensionState state = {};
@@ -166,6 +172,35 @@ arg_types(Stmt which)
     pg_unreachable();
 }
 
+// Statements that keep one generic plan. Re-planning them on every execution
+// (the plan cache keeps choosing custom plans for them) cost a third of the
+// relay's CPU. Their generic plans walk outbox_events_claim_idx in order under
+// the LIMIT (claim) or the primary key (the others), whatever the arguments,
+// as long as the plan was built for a table of about the current size: see
+// run().
+bool
+keeps_generic_plan(Stmt which)
+{
+    return which == Stmt::Claim || which == Stmt::Complete || which == Stmt::RelayRows;
+}
+
+// A generic plan is built for the size the table has then. A queue table
+// goes from empty to large without any relcache invalidation (nothing is
+// analyzed until autovacuum comes by): a plan built on an empty outbox (seq
+// scans) would then scan the whole heap on every execution. So such a plan
+// is dropped when the table has more than doubled since it was built.
+constexpr BlockNumber kGrowthSlack = 32;
+
+BlockNumber
+events_blocks(Stmt which)
+{
+    LOCKMODE mode = which == Stmt::RelayRows ? AccessShareLock : RowExclusiveLock;
+    Relation rel = table_open(state.events_relid, mode);
+    BlockNumber n = RelationGetNumberOfBlocks(rel);
+    table_close(rel, NoLock);  // the statement takes the same lock anyway
+    return n;
+}
+
 } // namespace
 
 const char *
@@ -234,23 +269,49 @@ plan(Stmt which)
     cpp_call([&] { render_statement(which, schema, text, sizeof text); });
 
     ArgTypes at = arg_types(which);
-    SPIPlanPtr p = SPI_prepare(text, at.n, at.types);
+    SPIPlanPtr p = SPI_prepare_cursor(text, at.n, at.types, keeps_generic_plan(which) ? CURSOR_OPT_GENERIC_PLAN : 0);
     if (p == nullptr)
         elog(ERROR, "outbox: could not prepare statement \"%s\": %s", statement_name(which),
              SPI_result_code_string(SPI_result));
     if (SPI_keepplan(p) != 0)
         elog(ERROR, "outbox: could not keep plan of statement \"%s\"", statement_name(which));
     slot = p;
+    state.plan_generation[static_cast<int>(which)] = 0;
     return p;
 }
 
 int
 run(Stmt which, const Datum *values, const char *nulls, bool read_only, long count)
 {
-    int rc = SPI_execute_plan(plan(which), const_cast<Datum *>(values), nulls, read_only, count);
+    int i = static_cast<int>(which);
+    bool generic = keeps_generic_plan(which);
+    BlockNumber blocks = 0;
+    if (generic) {
+        ensure_state();
+        blocks = events_blocks(which);
+        if (state.plans[i] != nullptr && state.plan_generation[i] != 0 &&
+            blocks > 2 * state.plan_blocks[i] + kGrowthSlack) {
+            SPI_freeplan(state.plans[i]);
+            state.plans[i] = nullptr;
+        }
+    }
+    SPIPlanPtr p = plan(which);
+    int rc = SPI_execute_plan(p, const_cast<Datum *>(values), nulls, read_only, count);
     if (rc < 0)
         elog(ERROR, "outbox: statement \"%s\" failed: %s", statement_name(which),
              SPI_result_code_string(rc));
+    if (generic) {
+        // A new generic plan (first use, or rebuilt after an invalidation)
+        // was built during this execution, for the size measured above.
+        List *sources = SPI_plan_get_plan_sources(p);
+        if (sources != NIL) {
+            CachedPlanSource *src = static_cast<CachedPlanSource *>(linitial(sources));
+            if (src->generation != state.plan_generation[i]) {
+                state.plan_generation[i] = src->generation;
+                state.plan_blocks[i] = blocks;
+            }
+        }
+    }
     return rc;
 }
 
