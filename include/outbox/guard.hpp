@@ -20,17 +20,21 @@
 
 namespace outbox {
 
-// Raise the ERROR for a C++ exception whose message was saved by catch_cpp().
+// Raise the ERROR for a C++ exception whose message save_cpp_error() kept.
 [[noreturn]] void raise_cpp_error();
 // Save the message of the exception being handled (call only in a catch block).
 void save_cpp_error(const char *what) noexcept;
 
+// Run fn() and catch every C++ exception: its message is saved (no
+// PostgreSQL call inside the catch blocks) and true is returned; the caller
+// then raises it with raise_cpp_error(), outside any catch block.
 template <typename Fn>
-inline Datum
-guarded(Fn body, FunctionCallInfo fcinfo)
+inline bool
+caught_cpp_exception(Fn &&fn)
 {
     try {
-        return body(fcinfo);
+        fn();
+        return false;
     } catch (const std::bad_alloc &) {
         save_cpp_error("out of memory in C++ code");
     } catch (const std::exception &e) {
@@ -38,7 +42,18 @@ guarded(Fn body, FunctionCallInfo fcinfo)
     } catch (...) {
         save_cpp_error("unknown C++ exception");
     }
-    raise_cpp_error();
+    return true;
+}
+
+// A SQL-callable function's body, behind the boundary.
+template <typename Fn>
+inline Datum
+guarded(Fn body, FunctionCallInfo fcinfo)
+{
+    Datum result = (Datum) 0;
+    if (caught_cpp_exception([&] { result = body(fcinfo); }))
+        raise_cpp_error();
+    return result;
 }
 
 // Run pure C++ code (which may throw) from PostgreSQL-facing code. The
@@ -47,42 +62,19 @@ template <typename Fn>
 inline void
 cpp_call(Fn &&fn)
 {
-    bool failed = false;
-    try {
-        fn();
-    } catch (const std::bad_alloc &) {
-        save_cpp_error("out of memory in C++ code");
-        failed = true;
-    } catch (const std::exception &e) {
-        save_cpp_error(e.what());
-        failed = true;
-    } catch (...) {
-        save_cpp_error("unknown C++ exception");
-        failed = true;
-    }
-    if (failed)
+    if (caught_cpp_exception(fn))
         raise_cpp_error();
 }
 
 // The same boundary for entry points that return nothing (_PG_init, the
-// background workers' main functions): body() runs inside try/catch; a C++
-// exception becomes an ERROR (for a background worker: it exits and is
-// restarted).
+// background workers' main functions): a C++ exception becomes an ERROR (for a
+// background worker: it exits and is restarted).
 template <typename Fn>
 inline void
 guarded_entry(Fn body)
 {
-    try {
-        body();
-        return;
-    } catch (const std::bad_alloc &) {
-        save_cpp_error("out of memory in C++ code");
-    } catch (const std::exception &e) {
-        save_cpp_error(e.what());
-    } catch (...) {
-        save_cpp_error("unknown C++ exception");
-    }
-    raise_cpp_error();
+    if (caught_cpp_exception(body))
+        raise_cpp_error();
 }
 
 } // namespace outbox
