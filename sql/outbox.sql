@@ -237,6 +237,32 @@ SET jit = off;
 COMMENT ON FUNCTION @extschema@.outbox_claim(integer, interval, text, text[]) IS
     'Claim up to batch_size due events (FOR UPDATE SKIP LOCKED) with a lease; each row carries the lease''s fencing token. types: event type patterns (''user.created'', ''user.*'', ''*'').';
 
+-- The events are held by the caller's transaction (row locks) instead of a
+-- lease: complete, fail or release them before COMMIT. If the transaction
+-- ends otherwise they are due again at once, no attempt counted. Cheaper than
+-- a lease (nothing is written to claim), and exactly once for a consumer whose
+-- effects are writes in this same database.
+CREATE FUNCTION @extschema@.outbox_claim_xact(
+    batch_size integer DEFAULT NULL,
+    consumer   text DEFAULT NULL,
+    types      text[] DEFAULT NULL)
+RETURNS TABLE (
+    id               uuid,
+    type             text,
+    payload          jsonb,
+    headers          jsonb,
+    ordering_key     text,
+    occurred_at      timestamptz,
+    attempt          integer,
+    lease_token      bigint,
+    lease_expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'outbox_claim_xact'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 50
+SET jit = off;
+
+COMMENT ON FUNCTION @extschema@.outbox_claim_xact(integer, text, text[]) IS
+    'Claim up to batch_size due events for the calling transaction (FOR UPDATE SKIP LOCKED, no lease): complete, fail or release them before it commits. lease_token names the claim; lease_expires_at is NULL.';
+
 CREATE FUNCTION @extschema@.outbox_heartbeat(ids uuid[], lease_token bigint, lease interval DEFAULT NULL)
 RETURNS timestamptz
 AS 'MODULE_PATHNAME', 'outbox_heartbeat'
@@ -510,6 +536,7 @@ REVOKE ALL ON FUNCTION
     @extschema@.outbox_publish(text, jsonb, text, jsonb, timestamptz, interval, uuid),
     @extschema@.outbox_publish_batch(jsonb),
     @extschema@.outbox_claim(integer, interval, text, text[]),
+    @extschema@.outbox_claim_xact(integer, text, text[]),
     @extschema@.outbox_heartbeat(uuid[], bigint, interval),
     @extschema@.outbox_complete(uuid[], bigint),
     @extschema@.outbox_fail(uuid, bigint, text, interval, boolean),
@@ -531,6 +558,7 @@ TO outbox_publisher;
 
 GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_claim(integer, interval, text, text[]),
+    @extschema@.outbox_claim_xact(integer, text, text[]),
     @extschema@.outbox_heartbeat(uuid[], bigint, interval),
     @extschema@.outbox_complete(uuid[], bigint),
     @extschema@.outbox_fail(uuid, bigint, text, interval, boolean),

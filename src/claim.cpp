@@ -1,13 +1,17 @@
-// Consuming: outbox_claim() hands out due events with a lease.
+// Consuming: outbox_claim() hands out due events with a lease;
+// outbox_claim_xact() hands them out for the caller's transaction.
 //
 // One statement: pick due events, oldest first, FOR UPDATE SKIP LOCKED (so no
 // event goes to two claimers), skipping any whose ordering key has an earlier
-// event still in the outbox; mark them active with a lease and a fencing
-// token. See the "claim" statement in statements.cpp.
+// event still in the outbox; outbox_claim() marks them active with a lease and
+// a fencing token, outbox_claim_xact() leaves them locked by the caller's
+// transaction (xact_claims.hpp). See the "claim" and "claim xact" statements
+// in statements.cpp.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
 #include "outbox/lease.hpp"
+#include "outbox/xact_claims.hpp"
 
 extern "C" {
 #include "utils/tuplestore.h"
@@ -56,32 +60,57 @@ type_patterns_arg(ArrayType *types)
     return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
+namespace {
+
+// The arguments both claims share: batch_size, consumer and types, at
+// positions batch_arg, consumer_arg and types_arg.
+struct ClaimArgs {
+    int batch;
+    text *owner;
+    ArrayType *types;
+};
+
+ClaimArgs
+claim_args(FunctionCallInfo fcinfo, int batch_arg, int consumer_arg, int types_arg)
+{
+    ClaimArgs a;
+    a.batch = PG_ARGISNULL(batch_arg) ? guc_batch_size : PG_GETARG_INT32(batch_arg);
+    if (a.batch < 1 || a.batch > kMaxBatch)
+        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                        errmsg("batch_size must be between 1 and %d, not %d", kMaxBatch, a.batch)));
+    a.owner = nullptr;
+    if (!PG_ARGISNULL(consumer_arg)) {
+        a.owner = PG_GETARG_TEXT_PP(consumer_arg);
+        if (VARSIZE_ANY_EXHDR(a.owner) > kMaxNameBytes)
+            ereport(ERROR, (errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
+                            errmsg("consumer name is too long (limit %d bytes)", kMaxNameBytes)));
+    } else if (application_name != nullptr && application_name[0] != '\0') {
+        a.owner = cstring_to_text(application_name);
+    }
+    a.types = PG_ARGISNULL(types_arg) ? nullptr : type_patterns_arg(PG_GETARG_ARRAYTYPE_P(types_arg));
+    return a;
+}
+
+} // namespace
+
 } // namespace outbox
 
 using namespace outbox;
 
 OUTBOX_SQL_FUNCTION(outbox_claim)
 {
-    int batch = PG_ARGISNULL(0) ? guc_batch_size : PG_GETARG_INT32(0);
-    if (batch < 1 || batch > kMaxBatch)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("batch_size must be between 1 and %d, not %d", kMaxBatch, batch)));
+    ClaimArgs a = claim_args(fcinfo, 0, 2, 3);
     int lease = lease_arg(fcinfo, 1);
-
-    text *owner = nullptr;
-    if (!PG_ARGISNULL(2)) {
-        owner = PG_GETARG_TEXT_PP(2);
-        if (VARSIZE_ANY_EXHDR(owner) > kMaxNameBytes)
-            ereport(ERROR, (errcode(ERRCODE_STRING_DATA_RIGHT_TRUNCATION),
-                            errmsg("consumer name is too long (limit %d bytes)", kMaxNameBytes)));
-    } else if (application_name != nullptr && application_name[0] != '\0') {
-        owner = cstring_to_text(application_name);
-    }
-
-    ArrayType *types = PG_ARGISNULL(3) ? nullptr : type_patterns_arg(PG_GETARG_ARRAYTYPE_P(3));
+    int batch = a.batch;
+    text *owner = a.owner;
+    ArrayType *types = a.types;
 
     InitMaterializedSRF(fcinfo, 0);
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+    // Events this transaction holds through outbox_claim_xact() are locked by
+    // it, which SKIP LOCKED does not skip: leave them out.
+    ArrayType *held = xact_claimed_ids();
 
     spi_begin();
     // An expired lease that ran out of attempts is marked failed by the claim
@@ -92,9 +121,12 @@ OUTBOX_SQL_FUNCTION(outbox_claim)
     bool have_token = false;
     int64 token = 0;
     for (;;) {
-        Datum values[7] = {Int32GetDatum(batch - handed), Int32GetDatum(lease), PointerGetDatum(owner),
-                           PointerGetDatum(types), Int32GetDatum(guc_max_retries), Int64GetDatum(token), (Datum) 0};
-        char nulls[8] = "      n";
+        Datum values[8] = {Int32GetDatum(batch - handed), Int32GetDatum(lease), PointerGetDatum(owner),
+                           PointerGetDatum(types), Int32GetDatum(guc_max_retries), Int64GetDatum(token), (Datum) 0,
+                           PointerGetDatum(held)};
+        char nulls[9] = "      n ";
+        if (held == nullptr)
+            nulls[7] = 'n';
         if (owner == nullptr)
             nulls[2] = 'n';
         if (types == nullptr)
@@ -132,3 +164,64 @@ OUTBOX_SQL_FUNCTION(outbox_claim)
     return (Datum) 0;
 }
 
+
+// outbox_claim_xact(batch_size, consumer, types): the events are held by the
+// caller's transaction (row locks), not by a lease: complete, fail or release
+// them before it commits. If it ends any other way (rollback, a lost
+// connection, a crash), or commits without settling them, they are due again
+// at once, no attempt counted.
+OUTBOX_SQL_FUNCTION(outbox_claim_xact)
+{
+    if (!IsTransactionBlock())
+        ereport(ERROR, (errcode(ERRCODE_NO_ACTIVE_SQL_TRANSACTION),
+                        errmsg("outbox_claim_xact() must be called inside a transaction block"),
+                        errdetail("Its events are held by the calling transaction; outside a transaction block "
+                                  "that ends with this statement, before they could be completed."),
+                        errhint("BEGIN; claim; complete or fail each event; COMMIT. Or use outbox_claim() "
+                                "for a lease that outlives the transaction.")));
+    ClaimArgs a = claim_args(fcinfo, 0, 1, 2);
+
+    InitMaterializedSRF(fcinfo, 0);
+    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+
+    spi_begin();
+    int handed = 0;
+    bool have_token = false;
+    int64 token = 0;
+    int claim = -1;
+    for (;;) {
+        ArrayType *held = xact_claimed_ids();
+        Datum values[6] = {Int32GetDatum(a.batch - handed), Int32GetDatum(guc_max_retries), PointerGetDatum(a.types),
+                           (Datum) 0, Int64GetDatum(token), PointerGetDatum(held)};
+        char nulls[7] = {' ', ' ', a.types ? ' ' : 'n', 'n', have_token ? ' ' : 'n', held ? ' ' : 'n', '\0'};
+        run(Stmt::ClaimXact, values, nulls);
+
+        // Columns 1-9 as outbox_claim() returns them; column 10 says whether
+        // the event was handed out (false: an expired lease out of attempts).
+        constexpr int kCols = 9;
+        constexpr int kTokenCol = 7;
+        SPITupleTable *tt = SPI_tuptable;
+        bool met_exhausted = false;
+        for (uint64 r = 0; r < SPI_processed; r++) {
+            Datum row[kCols + 1];
+            bool isnull[kCols + 1];
+            heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
+            if (isnull[kCols] || !DatumGetBool(row[kCols])) {
+                met_exhausted = true;
+                continue;
+            }
+            if (!have_token) {
+                token = DatumGetInt64(row[kTokenCol]);
+                have_token = true;
+                claim = xact_claim_open(token, a.owner);
+            }
+            xact_claim_add(claim, DatumGetUUIDP(row[0]));
+            tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
+            handed++;
+        }
+        if (!met_exhausted || handed >= a.batch)
+            break;
+    }
+    spi_end();
+    return (Datum) 0;
+}

@@ -5,11 +5,16 @@
 // touches rows still active under that token; if it matched fewer events than
 // named, the call raises ERROR (OB001 for a lost lease, P0002 for an unknown
 // id), which undoes whatever the statement did: all or nothing.
+//
+// A token of a claim made by the calling transaction (outbox_claim_xact)
+// names no lease: its events are checked against the transaction's registry
+// (xact_claims.hpp) and settled with statements of their own.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
 #include "outbox/lease.hpp"
 #include "outbox/backoff.hpp"
+#include "outbox/xact_claims.hpp"
 
 extern "C" {
 #include "common/pg_prng.h"
@@ -105,9 +110,17 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     }
 
     Datum key[2] = {UUIDPGetDatum(id), Int64GetDatum(token)};
-    run(Stmt::FailLock, key, nullptr, false, 1);
-    if (SPI_processed != 1)
-        raise_not_leased(id, token, "fail");
+    if (xact_claim_known(token, nullptr)) {
+        ArrayType *one = construct_array(key, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+        xact_claim_check(one, token, "fail", true);
+        run(Stmt::FailLockXact, key, nullptr, false, 1);
+        if (SPI_processed != 1)
+            elog(ERROR, "outbox: event held by this transaction's claim " INT64_FORMAT " is gone", token);
+    } else {
+        run(Stmt::FailLock, key, nullptr, false, 1);
+        if (SPI_processed != 1)
+            raise_not_leased(id, token, "fail");
+    }
     bool isnull;
     int failures_before = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
@@ -148,6 +161,13 @@ OUTBOX_SQL_FUNCTION(outbox_heartbeat)
     Datum lease = Int32GetDatum(PG_ARGISNULL(2) ? 0 : lease_seconds_arg(PG_GETARG_INTERVAL_P(2), "lease"));
     char lease_null = PG_ARGISNULL(2) ? 'n' : ' ';
 
+    // A claim of this transaction has no lease to extend: it lasts as long as
+    // the transaction. NULL says so, once the events are checked to be held.
+    if (xact_claim_known(token, nullptr)) {
+        xact_claim_check(ids, token, "heartbeat", false);
+        PG_RETURN_NULL();
+    }
+
     spi_begin();
     run_on_leased(Stmt::Heartbeat, ids, n, token, &lease, &lease_null, "heartbeat");
     // Every row got the same expiry unless leases differed: report the earliest.
@@ -167,6 +187,12 @@ OUTBOX_SQL_FUNCTION(outbox_release)
     int n;
     ArrayType *ids = ids_arg(fcinfo, 0, &n);
     int64 token = token_arg(fcinfo, 1);
+    // Released events of this transaction's claim stay locked by it until it
+    // ends; then they are due again, no attempt counted.
+    if (xact_claim_known(token, nullptr)) {
+        xact_claim_check(ids, token, "release", true);
+        PG_RETURN_INT32(n);
+    }
     spi_begin();
     run_on_leased(Stmt::Release, ids, n, token, nullptr, nullptr, "release");
     spi_end();
@@ -178,6 +204,21 @@ OUTBOX_SQL_FUNCTION(outbox_complete)
     int n;
     ArrayType *ids = ids_arg(fcinfo, 0, &n);
     int64 token = token_arg(fcinfo, 1);
+    XactClaimInfo claim;
+    if (xact_claim_known(token, &claim)) {
+        xact_claim_check(ids, token, "complete", true);
+        Datum values[3] = {PointerGetDatum(ids), TimestampTzGetDatum(claim.claimed_at), PointerGetDatum(claim.consumer)};
+        char nulls[4] = "   ";
+        if (claim.consumer == nullptr)
+            nulls[2] = 'n';
+        spi_begin();
+        run(Stmt::CompleteXact, values, nulls);
+        if (SPI_processed != static_cast<uint64>(n))
+            elog(ERROR, "outbox: %d events held by this transaction's claim " INT64_FORMAT " are gone",
+                 n - static_cast<int>(SPI_processed), token);
+        spi_end();
+        PG_RETURN_INT32(n);
+    }
     spi_begin();
     run_on_leased(Stmt::Complete, ids, n, token, nullptr, nullptr, "complete");
     spi_end();

@@ -3,6 +3,7 @@
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
 #include "outbox/wakeup.hpp"
+#include "outbox/xact_claims.hpp"
 #include "outbox/worker.hpp"
 
 #include <cstring>
@@ -45,6 +46,7 @@ init_module()
     MarkGUCPrefixReserved("outbox");
     register_invalidation();
     register_wakeup_callback();
+    register_xact_claims_callback();
     // The relay (shared memory, launcher) exists only when preloaded; the SQL
     // API works without it, and what needs it says so.
     if (process_shared_preload_libraries_in_progress) {

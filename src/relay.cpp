@@ -365,9 +365,10 @@ relay_batch(int batch_size, BatchResult *out)
 
     pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
     int lease = (guc_processing_timeout_ms + 999) / 1000;
-    Datum values[7] = {Int32GetDatum(batch_size), Int32GetDatum(lease), CStringGetTextDatum(kRelayConsumer),
-                       PointerGetDatum(active), Int32GetDatum(guc_max_retries), (Datum) 0, PointerGetDatum(paused)};
-    char nulls[8] = "     n ";  // $6: a new lease token
+    Datum values[8] = {Int32GetDatum(batch_size), Int32GetDatum(lease), CStringGetTextDatum(kRelayConsumer),
+                       PointerGetDatum(active), Int32GetDatum(guc_max_retries), (Datum) 0, PointerGetDatum(paused),
+                       (Datum) 0};
+    char nulls[9] = "     n n";  // $6: a new lease token; $8: no ids to skip
     if (paused == nullptr)
         nulls[6] = 'n';
     run(Stmt::Claim, values, nulls);

@@ -128,7 +128,7 @@ relcache_callback(Datum arg, Oid relid)
 // Argument types of each statement, in the order of its $n.
 struct ArgTypes {
     int n;
-    Oid types[7];
+    Oid types[8];
 };
 
 ArgTypes
@@ -140,7 +140,13 @@ arg_types(Stmt which)
     case Stmt::PublishExists:
         return {1, {UUIDOID}};
     case Stmt::Claim:
-        return {7, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, INT8OID, TEXTARRAYOID}};
+        return {8, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, INT8OID, TEXTARRAYOID, UUIDARRAYOID}};
+    case Stmt::ClaimXact:
+        return {6, {INT4OID, INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8OID, UUIDARRAYOID}};
+    case Stmt::CompleteXact:
+        return {3, {UUIDARRAYOID, TIMESTAMPTZOID, TEXTOID}};
+    case Stmt::FailLockXact:
+        return {1, {UUIDOID}};
     case Stmt::Heartbeat:
         return {3, {UUIDARRAYOID, INT8OID, INT4OID}};
     case Stmt::Complete:
@@ -181,7 +187,8 @@ arg_types(Stmt which)
 bool
 keeps_generic_plan(Stmt which)
 {
-    return which == Stmt::Claim || which == Stmt::Complete || which == Stmt::RelayRows;
+    return which == Stmt::Claim || which == Stmt::ClaimXact || which == Stmt::Complete ||
+           which == Stmt::CompleteXact || which == Stmt::RelayRows;
 }
 
 // A generic plan is built for the size the table has then. A queue table

@@ -37,6 +37,7 @@ constexpr Template kTemplates[kStatementCount] = {
      "   AND e.available_at <= statement_timestamp()"
      "   AND ($4::text[] IS NULL OR e.type LIKE ANY ($4::text[]))"
      "   AND ($7::text[] IS NULL OR NOT e.type LIKE ANY ($7::text[]))"
+     "   AND ($8::uuid[] IS NULL OR e.id <> ALL ($8::uuid[]))"
      "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
      "        SELECT FROM {s}.outbox_events p"
      "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
@@ -66,6 +67,43 @@ constexpr Template kTemplates[kStatementCount] = {
      " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
      "SELECT claimed.* FROM claimed JOIN cand ON cand.id = claimed.id ORDER BY cand.due, cand.seq"},
 
+    // outbox_claim_xact(): the same choice of events as the claim, held by
+    // the row locks of the caller's transaction instead of a lease: created
+    // events are only locked. An active event whose lease expired is
+    // reclaimed as the claim does (the attempt counts; past the maximum it
+    // becomes failed and is not handed out). Events this transaction already
+    // claimed are skipped ($6): its own row locks do not make SKIP LOCKED skip
+    // them. The token is drawn only when something is handed out.
+    {"claim xact",
+     "WITH cand AS ("
+     " SELECT e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at, e.retry_count, e.status,"
+     "        e.available_at AS due, e.seq FROM {s}.outbox_events e"
+     " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
+     "   AND e.available_at <= statement_timestamp()"
+     "   AND ($3::text[] IS NULL OR e.type LIKE ANY ($3::text[]))"
+     "   AND ($4::text[] IS NULL OR NOT e.type LIKE ANY ($4::text[]))"
+     "   AND ($6::uuid[] IS NULL OR e.id <> ALL ($6::uuid[]))"
+     "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
+     "        SELECT FROM {s}.outbox_events p"
+     "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
+     " ORDER BY e.available_at, e.seq"
+     " LIMIT $1"
+     " FOR UPDATE OF e SKIP LOCKED), "
+     "reclaimed AS ("
+     "UPDATE {s}.outbox_events e SET"
+     " status = CASE WHEN e.retry_count >= $2 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
+     " retry_count = e.retry_count + 1,"
+     " last_error = format('lease expired: not completed within %s s by %s (lease token %s)',"
+     "                     e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token),"
+     " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
+     " WHERE e.id = ANY (ARRAY(SELECT id FROM cand WHERE status = 'active')) "
+     "RETURNING e.id, e.status = 'created' AS handed_out) "
+     "SELECT c.id, c.type, c.payload, c.headers, c.ordering_key, c.occurred_at,"
+     " c.retry_count + CASE WHEN r.id IS NULL THEN 1 ELSE 2 END AS attempt,"
+     " coalesce($5, (SELECT nextval('{s}.outbox_lease_token_seq'))) AS lease_token,"
+     " NULL::timestamptz AS lease_expires_at, coalesce(r.handed_out, true) AS handed_out "
+     "FROM cand c LEFT JOIN reclaimed r ON r.id = c.id ORDER BY c.due, c.seq"},
+
     {"heartbeat",
      "UPDATE {s}.outbox_events e SET"
      " keep_alive = statement_timestamp(),"
@@ -86,6 +124,25 @@ constexpr Template kTemplates[kStatementCount] = {
      " d.created_on, d.retry_count, d.last_error, d.started_on, statement_timestamp(), d.lease_owner"
      " FROM done d "
      "RETURNING id"},
+
+    // Events held by a claim of this transaction (outbox_claim_xact): the
+    // caller checked that they are; they are still created, locked by it.
+    {"complete xact",
+     "WITH done AS ("
+     " DELETE FROM {s}.outbox_events e"
+     " WHERE e.id = ANY ($1) AND e.status = 'created'"
+     " RETURNING e.*) "
+     "INSERT INTO {s}.outbox_events_archive"
+     " (id, seq, type, payload, headers, ordering_key, status, occurred_at, created_on,"
+     "  retry_count, last_error, started_on, completed_on, lease_owner) "
+     "SELECT d.id, d.seq, d.type, d.payload, d.headers, d.ordering_key, 'completed', d.occurred_at,"
+     " d.created_on, d.retry_count, d.last_error, $2, statement_timestamp(), $3"
+     " FROM done d "
+     "RETURNING id"},
+
+    {"fail lock xact",
+     "SELECT e.retry_count FROM {s}.outbox_events e"
+     " WHERE e.id = $1 AND e.status = 'created' FOR UPDATE"},
 
     {"release",
      "UPDATE {s}.outbox_events e SET"

@@ -156,6 +156,29 @@ const systems = {
         },
     },
 
+    // The outbox extension, claims held by the consumer's transaction:
+    // BEGIN, outbox_claim_xact(100), handle, outbox_complete, COMMIT. No
+    // lease: a consumer that dies rolls back and the events are due again.
+    xact: {
+        reset: null, publish: null, check: null, // set below: same as outbox
+        async drain(clients) {
+            await drainLoops(clients, async (c, k) => {
+                await c.query('BEGIN');
+                try {
+                    const r = await c.query({ name: 'claimx', text: 'SELECT id, payload, lease_token FROM outbox_claim_xact($1, $2)', values: [batch, `bench-${k}`] });
+                    if (r.rows.length === 0) { await c.query('COMMIT'); return 0; }
+                    for (const row of r.rows) handle(row.payload);
+                    await c.query({ name: 'complete', text: 'SELECT outbox_complete($1::uuid[], $2)', values: [r.rows.map((row) => row.id), r.rows[0].lease_token] });
+                    await c.query('COMMIT');
+                    return r.rows.length;
+                } catch (e) {
+                    await c.query('ROLLBACK');
+                    throw e;
+                }
+            });
+        },
+    },
+
     // The floor: a bare table, plain INSERT, and one statement per batch that
     // deletes due rows (SKIP LOCKED) into the archive and returns them.
     raw: {
@@ -378,6 +401,9 @@ async function sampler(db, t0) {
 }
 
 systems.worker.publish = systems.outbox.publish;
+systems.xact.reset = systems.outbox.reset;
+systems.xact.publish = systems.outbox.publish;
+systems.xact.check = systems.outbox.check;
 
 async function main() {
     const s = systems[system];

@@ -16,9 +16,14 @@ enum class Stmt : int {
     PublishExists,   // $1 id -> 0 none, 1 in outbox_events, 2 in archive
     Claim,           // $1 batch, $2 lease secs, $3 owner, $4 LIKE patterns of types (NULL = all), $5 max_retries,
                      // $6 lease token (NULL = a new one)
-                     // $7 LIKE patterns of types to leave alone (NULL = none)
+                     // $7 LIKE patterns of types to leave alone (NULL = none),
+                     // $8 ids to skip (held by this transaction's outbox_claim_xact; NULL = none)
+    ClaimXact,       // $1 batch, $2 max_retries, $3 LIKE patterns of types, $4 patterns to leave alone,
+                     // $5 token (NULL = a new one), $6 ids to skip -> claim columns + handed_out
     Heartbeat,       // $1 ids, $2 token, $3 lease secs (NULL = keep)
     Complete,        // $1 ids, $2 token
+    CompleteXact,    // $1 ids, $2 started_on, $3 lease_owner (of the transaction's claim)
+    FailLockXact,    // $1 id -> retry_count
     Release,         // $1 ids, $2 token
     FailLock,        // $1 id, $2 token -> retry_count
     FailUpdate,      // $1 id, $2 status, $3 error, $4 available_at, $5 next_retry_at

@@ -1,0 +1,211 @@
+// The registry of claims held by the caller's transaction (see xact_claims.hpp).
+#include "outbox/pg.hpp"
+#include "outbox/state.hpp"
+#include "outbox/xact_claims.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "storage/proc.h"
+#include "utils/hsearch.h"
+}
+
+#include <cstring>
+
+namespace outbox {
+
+namespace {
+
+struct ClaimRec {
+    int64 token;
+    SubTransactionId subid;  // InvalidSubTransactionId: rolled back
+    TimestampTz claimed_at;
+    text *consumer;
+};
+
+struct EventRec {
+    pg_uuid_t id;  // hash key
+    int claim;
+    SubTransactionId settled;  // InvalidSubTransactionId: not settled
+};
+
+struct Registry {
+    LocalTransactionId lxid;
+    HTAB *events;
+    ClaimRec *claims;
+    int nclaims;
+    int cap;
+};
+
+Registry reg = {InvalidLocalTransactionId, nullptr, nullptr, 0, 0};
+
+// The registry belongs to one transaction; its memory went with it.
+bool
+current() noexcept
+{
+    return reg.events != nullptr && MyProc != nullptr && reg.lxid == MyProc->lxid;
+}
+
+void
+ensure_registry()
+{
+    if (current())
+        return;
+    HASHCTL ctl;
+    memset(&ctl, 0, sizeof ctl);
+    ctl.keysize = sizeof(pg_uuid_t);
+    ctl.entrysize = sizeof(EventRec);
+    ctl.hcxt = TopTransactionContext;
+    reg.events = nullptr;
+    reg.claims = static_cast<ClaimRec *>(MemoryContextAlloc(TopTransactionContext, 8 * sizeof(ClaimRec)));
+    reg.cap = 8;
+    reg.nclaims = 0;
+    reg.events = hash_create("outbox claims of this transaction", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+    reg.lxid = MyProc->lxid;
+}
+
+// A savepoint rolled back: forget the claims it made (PostgreSQL released
+// their row locks) and what it settled (its changes are undone). Released
+// into the parent: what it did now belongs to the parent.
+void
+subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId parent, void *) noexcept
+{
+    if (!current() || (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB))
+        return;
+    bool abort = event == SUBXACT_EVENT_ABORT_SUB;
+    for (int i = 0; i < reg.nclaims; i++)
+        if (reg.claims[i].subid == sub)
+            reg.claims[i].subid = abort ? InvalidSubTransactionId : parent;
+    HASH_SEQ_STATUS scan;
+    hash_seq_init(&scan, reg.events);
+    EventRec *e;
+    while ((e = static_cast<EventRec *>(hash_seq_search(&scan))) != nullptr) {
+        if (reg.claims[e->claim].subid == InvalidSubTransactionId) {
+            hash_search(reg.events, &e->id, HASH_REMOVE, nullptr);  // allowed during a scan
+            continue;
+        }
+        if (e->settled == sub)
+            e->settled = abort ? InvalidSubTransactionId : parent;
+    }
+}
+
+int
+find_claim(int64 token)
+{
+    if (!current())
+        return -1;
+    for (int i = reg.nclaims - 1; i >= 0; i--)
+        if (reg.claims[i].token == token && reg.claims[i].subid != InvalidSubTransactionId)
+            return i;
+    return -1;
+}
+
+} // namespace
+
+void
+register_xact_claims_callback()
+{
+    RegisterSubXactCallback(subxact_callback, nullptr);
+}
+
+int
+xact_claim_open(int64 token, text *consumer)
+{
+    ensure_registry();
+    if (reg.nclaims == reg.cap) {
+        reg.cap *= 2;
+        reg.claims = static_cast<ClaimRec *>(repalloc(reg.claims, reg.cap * sizeof(ClaimRec)));
+    }
+    ClaimRec &c = reg.claims[reg.nclaims];
+    c.token = token;
+    c.subid = GetCurrentSubTransactionId();
+    c.claimed_at = GetCurrentStatementStartTimestamp();
+    c.consumer = nullptr;
+    if (consumer != nullptr) {
+        MemoryContext old = MemoryContextSwitchTo(TopTransactionContext);
+        c.consumer = static_cast<text *>(PG_DETOAST_DATUM_COPY(PointerGetDatum(consumer)));
+        MemoryContextSwitchTo(old);
+    }
+    return reg.nclaims++;
+}
+
+void
+xact_claim_add(int claim, const pg_uuid_t *id)
+{
+    bool found;
+    EventRec *e = static_cast<EventRec *>(hash_search(reg.events, id, HASH_ENTER, &found));
+    // The claim skips events this transaction already holds, so an entry
+    // found here belongs to a claim rolled back to a savepoint: replace it.
+    e->claim = claim;
+    e->settled = InvalidSubTransactionId;
+}
+
+bool
+xact_claim_known(int64 token, XactClaimInfo *info)
+{
+    int i = find_claim(token);
+    if (i < 0)
+        return false;
+    if (info != nullptr) {
+        info->claimed_at = reg.claims[i].claimed_at;
+        info->consumer = reg.claims[i].consumer;
+    }
+    return true;
+}
+
+ArrayType *
+xact_claimed_ids()
+{
+    if (!current())
+        return nullptr;
+    long n = hash_get_num_entries(reg.events);
+    if (n == 0)
+        return nullptr;
+    Datum *elems = static_cast<Datum *>(palloc(n * sizeof(Datum)));
+    int k = 0;
+    HASH_SEQ_STATUS scan;
+    hash_seq_init(&scan, reg.events);
+    EventRec *e;
+    while ((e = static_cast<EventRec *>(hash_seq_search(&scan))) != nullptr) {
+        pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+        *copy = e->id;
+        elems[k++] = UUIDPGetDatum(copy);
+    }
+    return construct_array(elems, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
+}
+
+void
+xact_claim_check(ArrayType *ids, int64 token, const char *action, bool settle)
+{
+    int claim = find_claim(token);
+    Datum *elems;
+    bool *nulls;
+    int n;
+    deconstruct_array(ids, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR, &elems, &nulls, &n);
+    // Check all before marking any: a refused call changes nothing.
+    for (int i = 0; i < n; i++) {
+        pg_uuid_t *id = DatumGetUUIDP(elems[i]);
+        EventRec *e = claim < 0 ? nullptr : static_cast<EventRec *>(hash_search(reg.events, id, HASH_FIND, nullptr));
+        if (e != nullptr && e->claim == claim && e->settled == InvalidSubTransactionId)
+            continue;
+        char *id_text = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+        if (e != nullptr && e->claim == claim)
+            ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
+                            errmsg("cannot %s event %s: this transaction already completed, failed or released it",
+                                   action, id_text)));
+        ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
+                               action, id_text, token),
+                        errdetail("Lease token " INT64_FORMAT " is a claim of this transaction "
+                                  "(outbox_claim_xact), and that claim did not hand out this event.",
+                                  token)));
+    }
+    if (!settle)
+        return;
+    SubTransactionId sub = GetCurrentSubTransactionId();
+    for (int i = 0; i < n; i++) {
+        EventRec *e = static_cast<EventRec *>(hash_search(reg.events, DatumGetUUIDP(elems[i]), HASH_FIND, nullptr));
+        e->settled = sub;
+    }
+}
+
+} // namespace outbox
