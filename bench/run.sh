@@ -248,7 +248,7 @@ w1() {
 # W2: drain 100,000 events with 1 and 4 consumers, every system side by side
 ###############################################################################
 w2_systems() {
-    local s="outbox raw"
+    local s="outbox xact raw"
     [ $have_pgq = 1 ] && s="$s pgq"
     [ $have_pgboss = 1 ] && s="$s pgboss"
     [ $have_graphile = 1 ] && s="$s graphile"
@@ -281,7 +281,7 @@ w2() {
             done
         done
     done
-    [ $quick = 1 ] || echo "{\"workload\":\"W2cmd\",\"cmd\":\"node bench/lib/drain.mjs --system {outbox,raw,pgq,pgboss,graphile} --events $W2_EVENTS --consumers {1,4} --batch 100\"}" >>"$results"
+    [ $quick = 1 ] || echo "{\"workload\":\"W2cmd\",\"cmd\":\"node bench/lib/drain.mjs --system {outbox,xact,raw,pgq,pgboss,graphile} --events $W2_EVENTS --consumers {1,4} --batch 100\"}" >>"$results"
 }
 
 ###############################################################################

@@ -149,6 +149,22 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     return status;
 }
 
+void
+complete_xact(ArrayType *ids, int n, int64 token)
+{
+    XactClaimInfo claim;
+    if (!xact_claim_known(token, &claim))
+        elog(ERROR, "outbox: lease token " INT64_FORMAT " is not a claim of this transaction", token);
+    xact_claim_check(ids, token, "complete", true);
+    Datum values[3] = {PointerGetDatum(ids), TimestampTzGetDatum(claim.claimed_at), PointerGetDatum(claim.consumer)};
+    char nulls[4] = {' ', ' ', claim.consumer ? ' ' : 'n', '\0'};
+    run(Stmt::CompleteXact, values, nulls);
+    // The transaction holds their row locks: nobody else can have moved them.
+    if (SPI_processed != static_cast<uint64>(n))
+        elog(ERROR, "outbox: %d events held by this transaction's claim " INT64_FORMAT " are gone",
+             n - static_cast<int>(SPI_processed), token);
+}
+
 } // namespace outbox
 
 using namespace outbox;
@@ -204,18 +220,9 @@ OUTBOX_SQL_FUNCTION(outbox_complete)
     int n;
     ArrayType *ids = ids_arg(fcinfo, 0, &n);
     int64 token = token_arg(fcinfo, 1);
-    XactClaimInfo claim;
-    if (xact_claim_known(token, &claim)) {
-        xact_claim_check(ids, token, "complete", true);
-        Datum values[3] = {PointerGetDatum(ids), TimestampTzGetDatum(claim.claimed_at), PointerGetDatum(claim.consumer)};
-        char nulls[4] = "   ";
-        if (claim.consumer == nullptr)
-            nulls[2] = 'n';
+    if (xact_claim_known(token, nullptr)) {
         spi_begin();
-        run(Stmt::CompleteXact, values, nulls);
-        if (SPI_processed != static_cast<uint64>(n))
-            elog(ERROR, "outbox: %d events held by this transaction's claim " INT64_FORMAT " are gone",
-                 n - static_cast<int>(SPI_processed), token);
+        complete_xact(ids, n, token);
         spi_end();
         PG_RETURN_INT32(n);
     }

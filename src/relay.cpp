@@ -1,8 +1,10 @@
 // The relay: one batch of events dispatched to the SQL subscriptions.
 //
 // One transaction per batch. The claim (restricted to the event types of
-// active subscriptions, never those of a paused one) locks and leases the
-// events; each event then gets its own subtransaction in which every matching
+// active subscriptions, never those of a paused one) is a claim of the batch's
+// transaction, as outbox_claim_xact() makes: it locks the events and writes
+// nothing (a lease would die with the transaction anyway); each event then
+// gets its own subtransaction in which every matching
 // handler runs as the subscription's owner, under outbox.handler_timeout. The
 // events whose handlers all succeeded move to the archive with one statement
 // at the end of the batch, in the batch's transaction: the handlers' writes
@@ -17,6 +19,7 @@
 #include "outbox/lease.hpp"
 #include "outbox/relay.hpp"
 #include "outbox/worker.hpp"
+#include "outbox/xact_claims.hpp"
 
 extern "C" {
 #include "access/xact.h"
@@ -191,7 +194,7 @@ deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContex
 }
 
 // Record a failed attempt (own subtransaction: if even that fails, the event
-// keeps its lease and upkeep reclaims it when the lease ends).
+// is left as it was, due again when the batch commits, the attempt not counted).
 void
 record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResult *out)
 {
@@ -237,36 +240,20 @@ record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResul
     PG_END_TRY();
 }
 
-// Move the delivered events (done[i]) to the archive: one Complete statement
-// per lease token (the claim gives the whole batch one). Raises ERROR, which
-// rolls the whole batch back, if any of them was no longer leased to us.
+// Move the delivered events (done[i]) to the archive with one statement, in
+// the batch's transaction.
 void
-archive_delivered(const Event *events, const bool *done, int n)
+archive_delivered(const Event *events, const bool *done, int n, int64 token)
 {
-    bool *moved = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
     Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (done[i])
+            ids[k++] = UUIDPGetDatum(const_cast<pg_uuid_t *>(&events[i].id));
+    if (k == 0)
+        return;
     spi_begin();
-    for (int first = 0; first < n; first++) {
-        if (!done[first] || moved[first])
-            continue;
-        int64 token = events[first].token;
-        int k = 0;
-        for (int i = first; i < n; i++)
-            if (done[i] && !moved[i] && events[i].token == token) {
-                ids[k++] = UUIDPGetDatum(const_cast<pg_uuid_t *>(&events[i].id));
-                moved[i] = true;
-            }
-        Datum values[2] = {PointerGetDatum(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-                           Int64GetDatum(token)};
-        run(Stmt::Complete, values, nullptr);
-        if (SPI_processed != static_cast<uint64>(k))
-            ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
-                            errmsg("outbox relay: %d of %d delivered events (lease token " INT64_FORMAT
-                                   ") are no longer leased to the relay",
-                                   k - static_cast<int>(SPI_processed), k, token),
-                            errdetail("The batch is rolled back, handler effects included; the events are "
-                                      "taken back when their lease ends.")));
-    }
+    complete_xact(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), k, token);
     spi_end();
 }
 
@@ -364,14 +351,10 @@ relay_batch(int batch_size, BatchResult *out)
     ArrayType *paused = claim_patterns(subs, nsubs, true);
 
     pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
-    int lease = (guc_processing_timeout_ms + 999) / 1000;
-    Datum values[8] = {Int32GetDatum(batch_size), Int32GetDatum(lease), CStringGetTextDatum(kRelayConsumer),
-                       PointerGetDatum(active), Int32GetDatum(guc_max_retries), (Datum) 0, PointerGetDatum(paused),
-                       (Datum) 0};
-    char nulls[9] = "     n n";  // $6: a new lease token; $8: no ids to skip
-    if (paused == nullptr)
-        nulls[6] = 'n';
-    run(Stmt::Claim, values, nulls);
+    Datum values[6] = {Int32GetDatum(batch_size), Int32GetDatum(guc_max_retries), PointerGetDatum(active),
+                       PointerGetDatum(paused), (Datum) 0, (Datum) 0};
+    char nulls[7] = {' ', ' ', ' ', paused ? ' ' : 'n', 'n', 'n', '\0'};  // a new token, no ids to skip
+    run(Stmt::ClaimXact, values, nulls);
     int claimed = static_cast<int>(SPI_processed);
     out->claimed = claimed;
     if (claimed == 0) {
@@ -381,29 +364,44 @@ relay_batch(int batch_size, BatchResult *out)
         pgstat_report_activity(STATE_IDLE, nullptr);
         return;
     }
-    // Column 10 is false for an expired lease that ran out of attempts: the
-    // claim made it failed instead of handing it out.
+    // Column 10 is false for an expired lease (of an outside consumer) that
+    // ran out of attempts: the claim made it failed instead of handing it out.
     Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
+    int handed = 0;
+    int64 token = 0;
+    int claim = -1;
     for (int i = 0; i < claimed; i++) {
         bool isnull;
-        ids[i] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
-        Datum handed = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 10, &isnull);
-        if (isnull || !DatumGetBool(handed))
+        Datum handed_out = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 10, &isnull);
+        if (isnull || !DatumGetBool(handed_out)) {
             out->failed++;
+            continue;
+        }
+        ids[handed] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
+        if (claim < 0) {
+            token = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 8, &isnull));
+            claim = xact_claim_open(token, cstring_to_text(kRelayConsumer));
+        }
+        xact_claim_add(claim, DatumGetUUIDP(ids[handed]));
+        handed++;
     }
-    Datum arg = PointerGetDatum(construct_array(ids, claimed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-    run(Stmt::RelayRows, &arg, nullptr);
-    int n = static_cast<int>(SPI_processed);
+    int n = 0;
+    Event *events = nullptr;
+    if (handed > 0) {
+        Datum arg = PointerGetDatum(construct_array(ids, handed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+        run(Stmt::RelayRows, &arg, nullptr);
+        n = static_cast<int>(SPI_processed);
+    }
     MemoryContext old = MemoryContextSwitchTo(cxt);
-    Event *events = static_cast<Event *>(palloc0(sizeof(Event) * (n > 0 ? n : 1)));
+    events = static_cast<Event *>(palloc0(sizeof(Event) * (n > 0 ? n : 1)));
     for (int i = 0; i < n; i++) {
         HeapTuple tup = SPI_tuptable->vals[i];
         TupleDesc desc = SPI_tuptable->tupdesc;
         bool isnull;
         memcpy(&events[i].id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-        events[i].token = DatumGetInt64(SPI_getbinval(tup, desc, 2, &isnull));
-        events[i].type = column_cstring(tup, desc, 3);
-        events[i].row = datumCopy(SPI_getbinval(tup, desc, 4, &isnull), false, -1);
+        events[i].token = token;
+        events[i].type = column_cstring(tup, desc, 2);
+        events[i].row = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
     }
     MemoryContextSwitchTo(old);
     spi_end();
@@ -423,7 +421,7 @@ relay_batch(int batch_size, BatchResult *out)
         }
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
-    archive_delivered(events, done, n);
+    archive_delivered(events, done, n, token);
     if (claimed < batch_size) {
         spi_begin();
         out->next_due = next_due();

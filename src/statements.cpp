@@ -169,10 +169,11 @@ constexpr Template kTemplates[kStatementCount] = {
      "SELECT x.status::text FROM {s}.outbox_events_archive x WHERE x.id = $1"
      " ORDER BY x.completed_on DESC LIMIT 1"},
 
-    // The relay hands each handler the whole row (after the claim).
+    // The relay hands each handler the whole row (its batch's claim holds
+    // them: the relay claims with "claim xact").
     {"relay rows",
-     "SELECT e.id, e.lease_token, e.type, e FROM {s}.outbox_events e"
-     " WHERE e.id = ANY ($1) AND e.status = 'active' ORDER BY e.seq"},
+     "SELECT e.id, e.type, e FROM {s}.outbox_events e"
+     " WHERE e.id = ANY ($1) ORDER BY e.seq"},
 
     {"subscriptions",
      "SELECT s.name, s.event_type, s.handler::oid, s.owner::oid, s.paused"

@@ -28,4 +28,9 @@ ArrayType *type_patterns_arg(ArrayType *types);
 const char *fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool retryable,
                         TimestampTz *next_out);
 
+// Move events (distinct, sorted) of claim `token` of the current transaction
+// (outbox_claim_xact, or the relay's claim) to the archive (between spi_begin
+// and spi_end). Raises OB001 if the claim does not hold them all.
+void complete_xact(ArrayType *ids, int n, int64 token);
+
 } // namespace outbox

@@ -29,7 +29,7 @@ enum class Stmt : int {
     FailUpdate,      // $1 id, $2 status, $3 error, $4 available_at, $5 next_retry_at
     DiagnoseOutbox,  // $1 id -> status, lease_token
     DiagnoseArchive, // $1 id -> status
-    RelayRows,       // $1 ids -> id, lease_token, type, whole row (composite) of the active ones, by seq
+    RelayRows,       // $1 ids -> id, type, whole row (composite), by seq
     Subscriptions,   // -> name, event_type, handler oid, owner oid, paused
     ReclaimExpired,  // $1 max_retries, $2 limit -> became_failed per event
     ArchiveMaintain, // $1 retention minutes -> actions taken
