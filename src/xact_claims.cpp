@@ -34,9 +34,13 @@ struct Registry {
     ClaimRec *claims;
     int nclaims;
     int cap;
+    // The newest subtransaction that claimed or settled anything. Later ones
+    // (subtransaction ids only grow) have nothing here to forget or pass on:
+    // the relay's per-event subtransactions then cost nothing.
+    SubTransactionId newest_marked;
 };
 
-Registry reg = {InvalidLocalTransactionId, nullptr, nullptr, 0, 0};
+Registry reg = {InvalidLocalTransactionId, nullptr, nullptr, 0, 0, InvalidSubTransactionId};
 
 // The registry belongs to one transaction; its memory went with it.
 bool
@@ -61,6 +65,14 @@ ensure_registry()
     reg.nclaims = 0;
     reg.events = hash_create("outbox claims of this transaction", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
     reg.lxid = MyProc->lxid;
+    reg.newest_marked = InvalidSubTransactionId;
+}
+
+void
+mark(SubTransactionId sub)
+{
+    if (sub > reg.newest_marked)
+        reg.newest_marked = sub;
 }
 
 // A savepoint rolled back: forget the claims it made (PostgreSQL released
@@ -69,7 +81,8 @@ ensure_registry()
 void
 subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId parent, void *) noexcept
 {
-    if (!current() || (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB))
+    if (!current() || (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB) ||
+        sub > reg.newest_marked)
         return;
     bool abort = event == SUBXACT_EVENT_ABORT_SUB;
     for (int i = 0; i < reg.nclaims; i++)
@@ -118,6 +131,7 @@ xact_claim_open(int64 token, text *consumer)
     ClaimRec &c = reg.claims[reg.nclaims];
     c.token = token;
     c.subid = GetCurrentSubTransactionId();
+    mark(c.subid);
     c.claimed_at = GetCurrentStatementStartTimestamp();
     c.consumer = nullptr;
     if (consumer != nullptr) {
@@ -202,6 +216,7 @@ xact_claim_check(ArrayType *ids, int64 token, const char *action, bool settle)
     if (!settle)
         return;
     SubTransactionId sub = GetCurrentSubTransactionId();
+    mark(sub);
     for (int i = 0; i < n; i++) {
         EventRec *e = static_cast<EventRec *>(hash_search(reg.events, DatumGetUUIDP(elems[i]), HASH_FIND, nullptr));
         e->settled = sub;
