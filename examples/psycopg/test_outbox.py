@@ -14,8 +14,9 @@ from pathlib import Path
 
 import psycopg
 from psycopg import errors
+from psycopg.types.json import Jsonb
 
-from outbox import publish
+from outbox import consume_in_transaction, publish
 from place_order import connect, place_order
 
 QUICK = os.environ.get("OUTBOX_EXAMPLES_QUICK") == "1"
@@ -212,6 +213,49 @@ def _():
             good = publish(tx_conn, "example.psycopg.guard.strict", {"customer": "psycopg-strict", "ok": True})
         got = claim_and_complete(tx_conn, "example.psycopg.guard.strict")
         assert [r[0] for r in got] == [good]
+
+
+@check("transaction claims (outbox_claim_xact): a consumer that dies gives the batch back untouched; then handler writes and completions commit together, a failing handler's event is retried")
+def _():
+    with connect() as conn:
+        with conn.transaction():
+            good = [publish(conn, "example.psycopg.xact", {"n": n}) for n in range(3)]
+            poison = publish(conn, "example.psycopg.xact", {"n": 99, "poison": True})
+
+        def handle(conn, event):
+            if event.payload.get("poison"):
+                raise ValueError("cannot project a poison event")
+            conn.execute("INSERT INTO deliveries (event_id, type, payload, attempt) VALUES (%s, %s, %s, %s)",
+                         (event.id, event.type, Jsonb(event.payload), event.attempt))
+
+        class Died(Exception):
+            pass
+
+        # A consumer that handles the first event, then dies before completing.
+        try:
+            with conn.transaction():
+                rows = conn.execute("SELECT id, type, payload, attempt FROM outbox_claim_xact(10, 'psycopg-xact', "
+                                    "ARRAY['example.psycopg.xact'])").fetchall()
+                assert len(rows) == 4, f"claimed {len(rows)} events, not 4"
+                conn.execute("INSERT INTO deliveries (event_id, type, payload, attempt) VALUES (%s, %s, %s, %s)",
+                             (rows[0][0], rows[0][1], Jsonb(rows[0][2]), rows[0][3]))
+                raise Died()
+        except Died:
+            pass
+        all_ids = good + [poison]
+        assert conn.execute("SELECT count(*) FROM deliveries WHERE event_id = ANY(%s)", (all_ids,)).fetchone() == (0,)
+        assert conn.execute("""SELECT count(*) FROM outbox_events
+                                WHERE id = ANY(%s) AND status = 'created' AND retry_count = 0""",
+                            (all_ids,)).fetchone() == (4,)
+
+        done, failed = consume_in_transaction(conn, handle, consumer="psycopg-xact", types=["example.psycopg.xact"])
+        assert sorted(done) == sorted(good) and failed == [poison], (done, failed)
+        assert [where_is(conn, i) for i in good] == [("archive", "completed")] * 3
+        assert conn.execute("SELECT count(*), max(attempt) FROM deliveries WHERE event_id = ANY(%s)",
+                            (good,)).fetchone() == (3, 1)
+        status, retries, error = conn.execute(
+            "SELECT status::text, retry_count, last_error FROM outbox_events WHERE id = %s", (poison,)).fetchone()
+        assert (status, retries, error) == ("created", 1, "ValueError: cannot project a poison event"), (status, retries, error)
 
 
 @check("worker delivery: a committed event reaches a SQL subscription handler, payload intact")
