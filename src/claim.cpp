@@ -17,6 +17,8 @@ extern "C" {
 #include "utils/tuplestore.h"
 }
 
+#include <cstring>
+
 namespace outbox {
 
 // Event type patterns ('user.created', 'user.*', '*') as LIKE patterns: '*'
@@ -91,49 +93,42 @@ claim_args(FunctionCallInfo fcinfo, int batch_arg, int consumer_arg, int types_a
     return a;
 }
 
-} // namespace
-
-} // namespace outbox
-
-using namespace outbox;
-
-OUTBOX_SQL_FUNCTION(outbox_claim)
+// Claim up to a.batch events, with a lease of `lease` seconds or (xact) for
+// the calling transaction, into the function's result set. An expired lease
+// that ran out of attempts is marked failed by the claim instead of being
+// handed out, yet it took a place in the batch: claim again for the places it
+// took, under the same token (one token per call), until the batch is full or
+// no such event was met.
+void
+claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
 {
-    ClaimArgs a = claim_args(fcinfo, 0, 2, 3);
-    int lease = lease_arg(fcinfo, 1);
-    int batch = a.batch;
-    text *owner = a.owner;
-    ArrayType *types = a.types;
-
-    InitMaterializedSRF(fcinfo, 0);
-    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-
-    // Events this transaction holds through outbox_claim_xact() are locked by
-    // it, which SKIP LOCKED does not skip: leave them out.
-    ArrayType *held = xact_claimed_ids();
-
     spi_begin();
-    // An expired lease that ran out of attempts is marked failed by the claim
-    // instead of being handed out, yet it took a place in the batch. Claim
-    // again for the places it took, under the same lease token (one token per
-    // call), until the batch is full or no such event was met.
     int handed = 0;
     bool have_token = false;
     int64 token = 0;
+    int claim = -1;
     for (;;) {
-        Datum values[8] = {Int32GetDatum(batch - handed), Int32GetDatum(lease), PointerGetDatum(owner),
-                           PointerGetDatum(types), Int32GetDatum(guc_max_retries), Int64GetDatum(token), (Datum) 0,
-                           PointerGetDatum(held)};
-        char nulls[9] = "      n ";
-        if (held == nullptr)
-            nulls[7] = 'n';
-        if (owner == nullptr)
-            nulls[2] = 'n';
-        if (types == nullptr)
-            nulls[3] = 'n';
-        if (!have_token)
-            nulls[5] = 'n';
-        run(Stmt::Claim, values, nulls);
+        // Events this transaction holds through outbox_claim_xact() are locked
+        // by it, which SKIP LOCKED does not skip: leave them out.
+        ArrayType *held = xact_claimed_ids();
+        Datum values[8];
+        char nulls[9];
+        if (xact) {
+            Datum v[6] = {Int32GetDatum(a.batch - handed), Int32GetDatum(guc_max_retries), PointerGetDatum(a.types),
+                          (Datum) 0, Int64GetDatum(token), PointerGetDatum(held)};
+            char n[7] = {' ', ' ', a.types ? ' ' : 'n', 'n', have_token ? ' ' : 'n', held ? ' ' : 'n', '\0'};
+            memcpy(values, v, sizeof v);
+            memcpy(nulls, n, sizeof n);
+        } else {
+            Datum v[8] = {Int32GetDatum(a.batch - handed), Int32GetDatum(lease), PointerGetDatum(a.owner),
+                          PointerGetDatum(a.types), Int32GetDatum(guc_max_retries), Int64GetDatum(token), (Datum) 0,
+                          PointerGetDatum(held)};
+            char n[9] = {' ', ' ', a.owner ? ' ' : 'n', a.types ? ' ' : 'n', ' ', have_token ? ' ' : 'n', 'n',
+                         held ? ' ' : 'n', '\0'};
+            memcpy(values, v, sizeof v);
+            memcpy(nulls, n, sizeof n);
+        }
+        run(xact ? Stmt::ClaimXact : Stmt::Claim, values, nulls);
 
         // Columns 1-9 are the result; column 10 says whether the event was handed
         // out (false: a reclaimed event that ran out of attempts and is now failed).
@@ -152,18 +147,35 @@ OUTBOX_SQL_FUNCTION(outbox_claim)
             if (!have_token && !isnull[kTokenCol]) {
                 token = DatumGetInt64(row[kTokenCol]);
                 have_token = true;
+                if (xact)
+                    claim = xact_claim_open(token, a.owner);
             }
+            if (xact)
+                xact_claim_add(claim, DatumGetUUIDP(row[0]));
             // Values point into SPI memory: the tuplestore copies them.
             tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
             handed++;
         }
-        if (!met_exhausted || handed >= batch)
+        if (!met_exhausted || handed >= a.batch)
             break;
     }
     spi_end();
-    return (Datum) 0;
 }
 
+} // namespace
+
+} // namespace outbox
+
+using namespace outbox;
+
+OUTBOX_SQL_FUNCTION(outbox_claim)
+{
+    ClaimArgs a = claim_args(fcinfo, 0, 2, 3);
+    int lease = lease_arg(fcinfo, 1);
+    InitMaterializedSRF(fcinfo, 0);
+    claim_batch(reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo), a, lease, false);
+    return (Datum) 0;
+}
 
 // outbox_claim_xact(batch_size, consumer, types): the events are held by the
 // caller's transaction (row locks), not by a lease: complete, fail or release
@@ -180,48 +192,7 @@ OUTBOX_SQL_FUNCTION(outbox_claim_xact)
                         errhint("BEGIN; claim; complete or fail each event; COMMIT. Or use outbox_claim() "
                                 "for a lease that outlives the transaction.")));
     ClaimArgs a = claim_args(fcinfo, 0, 1, 2);
-
     InitMaterializedSRF(fcinfo, 0);
-    ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-
-    spi_begin();
-    int handed = 0;
-    bool have_token = false;
-    int64 token = 0;
-    int claim = -1;
-    for (;;) {
-        ArrayType *held = xact_claimed_ids();
-        Datum values[6] = {Int32GetDatum(a.batch - handed), Int32GetDatum(guc_max_retries), PointerGetDatum(a.types),
-                           (Datum) 0, Int64GetDatum(token), PointerGetDatum(held)};
-        char nulls[7] = {' ', ' ', a.types ? ' ' : 'n', 'n', have_token ? ' ' : 'n', held ? ' ' : 'n', '\0'};
-        run(Stmt::ClaimXact, values, nulls);
-
-        // Columns 1-9 as outbox_claim() returns them; column 10 says whether
-        // the event was handed out (false: an expired lease out of attempts).
-        constexpr int kCols = 9;
-        constexpr int kTokenCol = 7;
-        SPITupleTable *tt = SPI_tuptable;
-        bool met_exhausted = false;
-        for (uint64 r = 0; r < SPI_processed; r++) {
-            Datum row[kCols + 1];
-            bool isnull[kCols + 1];
-            heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
-            if (isnull[kCols] || !DatumGetBool(row[kCols])) {
-                met_exhausted = true;
-                continue;
-            }
-            if (!have_token) {
-                token = DatumGetInt64(row[kTokenCol]);
-                have_token = true;
-                claim = xact_claim_open(token, a.owner);
-            }
-            xact_claim_add(claim, DatumGetUUIDP(row[0]));
-            tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
-            handed++;
-        }
-        if (!met_exhausted || handed >= a.batch)
-            break;
-    }
-    spi_end();
+    claim_batch(reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo), a, 0, true);
     return (Datum) 0;
 }

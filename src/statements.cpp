@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <stdexcept>
+#include <string>
 
 namespace outbox {
 namespace {
@@ -13,6 +14,25 @@ struct Template {
     const char *name;
     const char *text;
 };
+
+// Which events a claim takes, shared by "claim" and "claim xact" ({claimable}
+// in them): due events, oldest first, never one whose ordering key has an
+// earlier event still in the outbox (pending, in flight or failed), locked
+// FOR UPDATE SKIP LOCKED. {types}, {skip_types} and {held} are the numbers of
+// the parameters with the LIKE patterns of the types to take (NULL: all), of
+// those to leave alone (NULL: none), and the ids to skip (NULL: none).
+constexpr const char *kClaimable =
+    " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
+    "   AND e.available_at <= statement_timestamp()"
+    "   AND (${types}::text[] IS NULL OR e.type LIKE ANY (${types}::text[]))"
+    "   AND (${skip_types}::text[] IS NULL OR NOT e.type LIKE ANY (${skip_types}::text[]))"
+    "   AND (${held}::uuid[] IS NULL OR e.id <> ALL (${held}::uuid[]))"
+    "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
+    "        SELECT FROM {s}.outbox_events p"
+    "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
+    " ORDER BY e.available_at, e.seq"
+    " LIMIT $1"
+    " FOR UPDATE OF e SKIP LOCKED";
 
 // {s} is the quoted schema of the extension.
 constexpr Template kTemplates[kStatementCount] = {
@@ -24,26 +44,15 @@ constexpr Template kTemplates[kStatementCount] = {
      "SELECT CASE WHEN EXISTS (SELECT FROM {s}.outbox_events WHERE id = $1) THEN 1 "
      "WHEN EXISTS (SELECT FROM {s}.outbox_events_archive WHERE id = $1) THEN 2 ELSE 0 END"},
 
-    // Due events, oldest first, never one whose ordering key has an earlier
-    // event still in the outbox (pending, in flight or failed). An active event
-    // whose lease expired is reclaimed: that counts as a failed attempt, and
-    // one past the maximum becomes failed instead of being handed out.
+    // The claimable events ({claimable}) get a lease. An active event whose
+    // lease expired is reclaimed: that counts as a failed attempt, and one
+    // past the maximum becomes failed instead of being handed out.
     // The UPDATE returns rows in table order: the outer SELECT hands them out
     // in claim order (earliest due first, then publish order).
     {"claim",
      "WITH cand AS ("
      " SELECT e.id, e.available_at AS due, e.seq FROM {s}.outbox_events e"
-     " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
-     "   AND e.available_at <= statement_timestamp()"
-     "   AND ($4::text[] IS NULL OR e.type LIKE ANY ($4::text[]))"
-     "   AND ($7::text[] IS NULL OR NOT e.type LIKE ANY ($7::text[]))"
-     "   AND ($8::uuid[] IS NULL OR e.id <> ALL ($8::uuid[]))"
-     "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
-     "        SELECT FROM {s}.outbox_events p"
-     "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
-     " ORDER BY e.available_at, e.seq"
-     " LIMIT $1"
-     " FOR UPDATE OF e SKIP LOCKED), "
+     "{claimable}), "
      "claimed AS ("
      "UPDATE {s}.outbox_events e SET"
      " status = CASE WHEN {x} THEN 'failed' ELSE 'active' END::{s}.outbox_status,"
@@ -67,8 +76,8 @@ constexpr Template kTemplates[kStatementCount] = {
      " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
      "SELECT claimed.* FROM claimed JOIN cand ON cand.id = claimed.id ORDER BY cand.due, cand.seq"},
 
-    // outbox_claim_xact(): the same choice of events as the claim, held by
-    // the row locks of the caller's transaction instead of a lease: created
+    // outbox_claim_xact(): the claimable events, held by the row locks of
+    // the caller's transaction instead of a lease: created
     // events are only locked. An active event whose lease expired is
     // reclaimed as the claim does (the attempt counts; past the maximum it
     // becomes failed and is not handed out). Events this transaction already
@@ -78,17 +87,7 @@ constexpr Template kTemplates[kStatementCount] = {
      "WITH cand AS ("
      " SELECT e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at, e.retry_count, e.status,"
      "        e.available_at AS due, e.seq FROM {s}.outbox_events e"
-     " WHERE e.status = ANY ('{{created,active}}'::{s}.outbox_status[])"
-     "   AND e.available_at <= statement_timestamp()"
-     "   AND ($3::text[] IS NULL OR e.type LIKE ANY ($3::text[]))"
-     "   AND ($4::text[] IS NULL OR NOT e.type LIKE ANY ($4::text[]))"
-     "   AND ($6::uuid[] IS NULL OR e.id <> ALL ($6::uuid[]))"
-     "   AND (e.ordering_key IS NULL OR NOT EXISTS ("
-     "        SELECT FROM {s}.outbox_events p"
-     "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"
-     " ORDER BY e.available_at, e.seq"
-     " LIMIT $1"
-     " FOR UPDATE OF e SKIP LOCKED), "
+     "{claimable}), "
      "reclaimed AS ("
      "UPDATE {s}.outbox_events e SET"
      " status = CASE WHEN e.retry_count >= $2 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
@@ -219,9 +218,15 @@ render_statement(Stmt which, const char *schema_quoted, char *out, std::size_t c
     const Template &t = kTemplates[static_cast<int>(which)];
     if (cap == 0)
         throw std::length_error("no room for a statement");
+    // {claimable}: the parameter numbers differ between the two claims.
+    bool xact = which == Stmt::ClaimXact;
+    std::string claimable = fmt::format(fmt::runtime(kClaimable), fmt::arg("s", schema_quoted),
+                                        fmt::arg("types", xact ? 3 : 4), fmt::arg("skip_types", xact ? 4 : 7),
+                                        fmt::arg("held", xact ? 6 : 8));
     // {x}: in the claim, "this reclaimed event has no attempt left".
     auto res = fmt::format_to_n(out, cap - 1, fmt::runtime(t.text), fmt::arg("s", schema_quoted),
-                                fmt::arg("x", "(e.status = 'active' AND e.retry_count >= $5)"));
+                                fmt::arg("x", "(e.status = 'active' AND e.retry_count >= $5)"),
+                                fmt::arg("claimable", claimable));
     if (res.size >= cap)
         throw std::length_error(fmt::format("statement \"{}\" does not fit in {} bytes", t.name, cap));
     out[res.size] = '\0';
