@@ -215,7 +215,7 @@ def _():
         assert [r[0] for r in got] == [good]
 
 
-@check("transaction claims (outbox_claim_xact): a consumer that dies gives the batch back untouched; then handler writes and completions commit together, a failing handler's event is retried")
+@check("transaction claims (outbox_claim_xact): a consumer that fails or whose backend is terminated gives the batch back untouched; then handler writes and completions commit together, a failing handler's event is retried")
 def _():
     with connect() as conn:
         with conn.transaction():
@@ -244,6 +244,24 @@ def _():
             pass
         all_ids = good + [poison]
         assert conn.execute("SELECT count(*) FROM deliveries WHERE event_id = ANY(%s)", (all_ids,)).fetchone() == (0,)
+        assert conn.execute("""SELECT count(*) FROM outbox_events
+                                WHERE id = ANY(%s) AND status = 'created' AND retry_count = 0""",
+                            (all_ids,)).fetchone() == (4,)
+
+        # A consumer whose server process dies while it holds the batch (its
+        # backend terminated): the same, the events are due again at once.
+        with connect() as doomed:
+            doomed.execute("BEGIN")
+            (pid,) = doomed.execute("SELECT pg_backend_pid()").fetchone()
+            rows = doomed.execute("SELECT id FROM outbox_claim_xact(10, 'psycopg-doomed', "
+                                  "ARRAY['example.psycopg.xact'])").fetchall()
+            assert len(rows) == 4, f"claimed {len(rows)} events, not 4"
+            # While it lives, nobody else gets them.
+            with conn.transaction():
+                assert conn.execute("SELECT count(*) FROM outbox_claim_xact(10, 'psycopg-other', "
+                                    "ARRAY['example.psycopg.xact'])").fetchone() == (0,)
+            (killed,) = conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()
+            assert killed, "the consumer's backend was terminated"
         assert conn.execute("""SELECT count(*) FROM outbox_events
                                 WHERE id = ANY(%s) AND status = 'created' AND retry_count = 0""",
                             (all_ids,)).fetchone() == (4,)
