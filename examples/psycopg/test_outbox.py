@@ -250,7 +250,9 @@ def _():
 
         # A consumer whose server process dies while it holds the batch (its
         # backend terminated): the same, the events are due again at once.
-        with connect() as doomed:
+        # (Not `with connect()`: leaving that block would COMMIT on the dead connection.)
+        doomed = connect()
+        try:
             doomed.execute("BEGIN")
             (pid,) = doomed.execute("SELECT pg_backend_pid()").fetchone()
             rows = doomed.execute("SELECT id FROM outbox_claim_xact(10, 'psycopg-doomed', "
@@ -262,6 +264,8 @@ def _():
                                     "ARRAY['example.psycopg.xact'])").fetchone() == (0,)
             (killed,) = conn.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone()
             assert killed, "the consumer's backend was terminated"
+        finally:
+            doomed.close()
         assert conn.execute("""SELECT count(*) FROM outbox_events
                                 WHERE id = ANY(%s) AND status = 'created' AND retry_count = 0""",
                             (all_ids,)).fetchone() == (4,)
