@@ -55,11 +55,17 @@ async function client() {
 
 // Run `consumers` loops of `step` (returns the number of events handled, 0
 // when it found nothing) until every event was delivered.
+// The slowest single step (one batch: claim, handle, complete) of the run, in
+// ms: a run much slower than its peers shows here whether every batch was
+// slow (a bad plan, JIT) or a few stalled.
+let slowestStepMs = 0;
 async function drainLoops(clients, step) {
     const deadline = Date.now() + timeoutMs;
     await Promise.all(clients.map(async (c, k) => {
         while (!done() && Date.now() < deadline) {
+            const t0 = performance.now();
             const got = await step(c, k);
+            slowestStepMs = Math.max(slowestStepMs, performance.now() - t0);
             if (got === 0) await sleep(follow ? 20 : 2);
         }
     }));
@@ -429,7 +435,7 @@ async function main() {
     const ok = missing === 0 && duplicates === 0 && strays === 0 && check.ok;
     console.log(JSON.stringify({
         workload: follow ? 'W4' : 'W2', system, consumers, events, batch, seconds: +seconds.toFixed(3),
-        rate: +(delivered / seconds).toFixed(1), delivered, duplicates, missing, strays,
+        rate: +(delivered / seconds).toFixed(1), slowest_step_ms: slowestStepMs ? +slowestStepMs.toFixed(1) : null, delivered, duplicates, missing, strays,
         db_check: check.detail, ok,
     }));
     process.exit(ok ? 0 : 1);
