@@ -101,6 +101,29 @@ subxact_callback(SubXactEvent event, SubTransactionId sub, SubTransactionId pare
     }
 }
 
+// The transaction ended: its memory is gone, and so is the registry (the
+// local transaction id check in current() alone would trust a stale pointer
+// once the id wraps around).
+void
+xact_callback(XactEvent event, void *) noexcept
+{
+    switch (event) {
+    case XACT_EVENT_COMMIT:
+    case XACT_EVENT_ABORT:
+    case XACT_EVENT_PREPARE:
+    case XACT_EVENT_PARALLEL_COMMIT:
+    case XACT_EVENT_PARALLEL_ABORT:
+        reg.events = nullptr;
+        reg.claims = nullptr;
+        reg.nclaims = 0;
+        reg.cap = 0;
+        reg.lxid = InvalidLocalTransactionId;
+        break;
+    default:
+        break;
+    }
+}
+
 int
 find_claim(int64 token)
 {
@@ -118,6 +141,7 @@ void
 register_xact_claims_callback()
 {
     RegisterSubXactCallback(subxact_callback, nullptr);
+    RegisterXactCallback(xact_callback, nullptr);
 }
 
 int

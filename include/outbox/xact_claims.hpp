@@ -37,7 +37,7 @@ ArrayType *xact_claimed_ids();
 // P0002; if `settle`, mark them settled by the current subtransaction.
 void xact_claim_check(ArrayType *ids, int64 token, const char *action, bool settle);
 
-// The subtransaction callback (registered once, from _PG_init).
+// The transaction and subtransaction callbacks (registered once, from _PG_init).
 void register_xact_claims_callback();
 
 } // namespace outbox
