@@ -149,12 +149,12 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     return status;
 }
 
-void
+bool
 complete_xact(ArrayType *ids, int n, int64 token)
 {
     XactClaimInfo claim;
     if (!xact_claim_known(token, &claim))
-        elog(ERROR, "outbox: lease token " INT64_FORMAT " is not a claim of this transaction", token);
+        return false;
     xact_claim_check(ids, token, "complete", true);
     Datum values[3] = {PointerGetDatum(ids), TimestampTzGetDatum(claim.claimed_at), PointerGetDatum(claim.consumer)};
     char nulls[4] = {' ', ' ', claim.consumer ? ' ' : 'n', '\0'};
@@ -163,6 +163,7 @@ complete_xact(ArrayType *ids, int n, int64 token)
     if (SPI_processed != static_cast<uint64>(n))
         elog(ERROR, "outbox: %d events held by this transaction's claim " INT64_FORMAT " are gone",
              n - static_cast<int>(SPI_processed), token);
+    return true;
 }
 
 } // namespace outbox
@@ -220,14 +221,9 @@ OUTBOX_SQL_FUNCTION(outbox_complete)
     int n;
     ArrayType *ids = ids_arg(fcinfo, 0, &n);
     int64 token = token_arg(fcinfo, 1);
-    if (xact_claim_known(token, nullptr)) {
-        spi_begin();
-        complete_xact(ids, n, token);
-        spi_end();
-        PG_RETURN_INT32(n);
-    }
     spi_begin();
-    run_on_leased(Stmt::Complete, ids, n, token, nullptr, nullptr, "complete");
+    if (!complete_xact(ids, n, token))
+        run_on_leased(Stmt::Complete, ids, n, token, nullptr, nullptr, "complete");
     spi_end();
     PG_RETURN_INT32(n);
 }

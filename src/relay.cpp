@@ -53,7 +53,6 @@ struct Subscription {
 
 struct Event {
     pg_uuid_t id;
-    int64 token;
     char *type;
     Datum row;  // the whole outbox_events row, as the handlers' argument
 };
@@ -147,6 +146,29 @@ call_handler(const Subscription *sub, Datum row)
     SetUserIdAndSecContext(save_user, save_sec);
 }
 
+// End the subtransaction a relay step opened, back in `cxt` under `owner`.
+void
+commit_subxact(MemoryContext cxt, ResourceOwner owner)
+{
+    ReleaseCurrentSubTransaction();
+    MemoryContextSwitchTo(cxt);
+    CurrentResourceOwner = owner;
+}
+
+// In a PG_CATCH: take the error (the caller frees it with FreeErrorData) and
+// roll the subtransaction back, back in `cxt` under `owner`.
+ErrorData *
+rollback_subxact(MemoryContext cxt, ResourceOwner owner)
+{
+    MemoryContextSwitchTo(cxt);
+    ErrorData *edata = CopyErrorData();
+    FlushErrorState();
+    RollbackAndReleaseCurrentSubTransaction();
+    MemoryContextSwitchTo(cxt);
+    CurrentResourceOwner = owner;
+    return edata;
+}
+
 // The handlers of one event, in a subtransaction.
 // Returns true if it committed; otherwise *error gets the message.
 bool
@@ -167,20 +189,13 @@ deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContex
             call_handler(&subs[i], ev->row);
         }
         current = -1;
-        ReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(cxt);
-        CurrentResourceOwner = owner;
+        commit_subxact(cxt, owner);
         ok = true;
     }
     PG_CATCH();
     {
         disable_timeout(STATEMENT_TIMEOUT, false);
-        MemoryContextSwitchTo(cxt);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(cxt);
-        CurrentResourceOwner = owner;
+        ErrorData *edata = rollback_subxact(cxt, owner);
         int i = current;
         if (i >= 0)
             *error = psprintf("subscription \"%s\" (%s): %s", subs[i].name, subs[i].pattern,
@@ -196,7 +211,7 @@ deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContex
 // Record a failed attempt (own subtransaction: if even that fails, the event
 // is left as it was, due again when the batch commits, the attempt not counted).
 void
-record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResult *out)
+record_failure(const Event *ev, int64 token, const char *error, MemoryContext cxt, BatchResult *out)
 {
     ResourceOwner owner = CurrentResourceOwner;
     BeginInternalSubTransaction(nullptr);
@@ -205,12 +220,10 @@ record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResul
     {
         TimestampTz next = 0;
         spi_begin();
-        const char *status = fail_leased(const_cast<pg_uuid_t *>(&ev->id), ev->token, cstring_to_text(error),
+        const char *status = fail_leased(const_cast<pg_uuid_t *>(&ev->id), token, cstring_to_text(error),
                                          nullptr, true, &next);
         spi_end();
-        ReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(cxt);
-        CurrentResourceOwner = owner;
+        commit_subxact(cxt, owner);
         char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id))));
         copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, ev->type, error));
         if (strcmp(status, "failed") == 0) {
@@ -227,12 +240,7 @@ record_failure(const Event *ev, const char *error, MemoryContext cxt, BatchResul
     }
     PG_CATCH();
     {
-        MemoryContextSwitchTo(cxt);
-        ErrorData *edata = CopyErrorData();
-        FlushErrorState();
-        RollbackAndReleaseCurrentSubTransaction();
-        MemoryContextSwitchTo(cxt);
-        CurrentResourceOwner = owner;
+        ErrorData *edata = rollback_subxact(cxt, owner);
         ereport(WARNING, (errmsg("outbox relay: could not record the failure of an event: %s", edata->message),
                           errdetail("%s", error)));
         FreeErrorData(edata);
@@ -253,7 +261,8 @@ archive_delivered(const Event *events, const bool *done, int n, int64 token)
     if (k == 0)
         return;
     spi_begin();
-    complete_xact(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), k, token);
+    if (!complete_xact(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), k, token))
+        elog(ERROR, "outbox relay: claim " INT64_FORMAT " of this batch is not known", token);
     spi_end();
 }
 
@@ -399,7 +408,6 @@ relay_batch(int batch_size, BatchResult *out)
         TupleDesc desc = SPI_tuptable->tupdesc;
         bool isnull;
         memcpy(&events[i].id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-        events[i].token = token;
         events[i].type = column_cstring(tup, desc, 2);
         events[i].row = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
     }
@@ -417,7 +425,7 @@ relay_batch(int batch_size, BatchResult *out)
             done[i] = true;
             out->delivered++;
         } else {
-            record_failure(&events[i], error, cxt, out);
+            record_failure(&events[i], token, error, cxt, out);
         }
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");

@@ -162,6 +162,20 @@ ms_until(TimestampTz t)
     return ms < 0 ? 0 : ms;
 }
 
+// The start of each round of the launcher's and the workers' loops: handle
+// interrupts and a pending reload, then work in a fresh `cxt`.
+void
+start_round(MemoryContext cxt)
+{
+    CHECK_FOR_INTERRUPTS();
+    if (ConfigReloadPending) {
+        ConfigReloadPending = false;
+        ProcessConfigFile(PGC_SIGHUP);
+    }
+    MemoryContextSwitchTo(cxt);
+    MemoryContextReset(cxt);
+}
+
 void
 worker_loop(int idx)
 {
@@ -173,13 +187,7 @@ worker_loop(int idx)
     volatile bool was_missing = false;
 
     for (;;) {
-        CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-        }
-        MemoryContextSwitchTo(cxt);
-        MemoryContextReset(cxt);
+        start_round(cxt);
 
         volatile long sleep_ms = guc_poll_interval_ms;
         volatile bool drain = false;
@@ -622,13 +630,7 @@ launcher_main(Datum arg)
 
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher", ALLOCSET_DEFAULT_SIZES);
     for (;;) {
-        CHECK_FOR_INTERRUPTS();
-        if (ConfigReloadPending) {
-            ConfigReloadPending = false;
-            ProcessConfigFile(PGC_SIGHUP);
-        }
-        MemoryContextSwitchTo(cxt);
-        MemoryContextReset(cxt);
+        start_round(cxt);
         long timeout = launcher_pass();
         (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, timeout, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);

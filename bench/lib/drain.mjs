@@ -71,6 +71,14 @@ async function drainLoops(clients, step) {
     }));
 }
 
+// Publish events 1..events with `sql`, a statement over
+// generate_series($1::bigint, $2::bigint) i, 10,000 events per statement.
+async function publishInChunks(db, sql) {
+    for (let a = 1; a <= events; a += 10000) {
+        await db.query(sql, [a, Math.min(events, a + 9999)]);
+    }
+}
+
 const systems = {
     // The outbox extension, through its SQL API: claim a batch (a lease),
     // handle it outside any transaction, complete it (moves it to the archive).
@@ -79,11 +87,8 @@ const systems = {
             await db.query('TRUNCATE outbox_events, outbox_events_archive');
         },
         async publish(db) {
-            for (let a = 1; a <= events; a += 10000) {
-                const b = Math.min(events, a + 9999);
-                await db.query(`SELECT count(outbox_publish('bench.event', bench_payload(i)))
-                                  FROM generate_series($1::bigint, $2::bigint) i`, [a, b]);
-            }
+            await publishInChunks(db, `SELECT count(outbox_publish('bench.event', bench_payload(i)))
+                                  FROM generate_series($1::bigint, $2::bigint) i`);
         },
         async drain(clients) {
             await drainLoops(clients, async (c, k) => {
@@ -192,12 +197,9 @@ const systems = {
             await db.query('TRUNCATE raw_events, raw_events_archive');
         },
         async publish(db) {
-            for (let a = 1; a <= events; a += 10000) {
-                const b = Math.min(events, a + 9999);
-                await db.query(`INSERT INTO raw_events (id, type, payload)
+            await publishInChunks(db, `INSERT INTO raw_events (id, type, payload)
                                 SELECT gen_random_uuid(), 'bench.event', bench_payload(i)
-                                  FROM generate_series($1::bigint, $2::bigint) i`, [a, b]);
-            }
+                                  FROM generate_series($1::bigint, $2::bigint) i`);
         },
         async drain(clients) {
             const sql = `WITH c AS (SELECT id FROM raw_events ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED),
@@ -339,11 +341,8 @@ const systems = {
             await db.query('VACUUM graphile_worker._private_jobs');
         },
         async publish(db) {
-            for (let a = 1; a <= events; a += 10000) {
-                const b = Math.min(events, a + 9999);
-                await db.query(`SELECT count(graphile_worker.add_job('bench', bench_payload(i)::json))
-                                  FROM generate_series($1::bigint, $2::bigint) i`, [a, b]);
-            }
+            await publishInChunks(db, `SELECT count(graphile_worker.add_job('bench', bench_payload(i)::json))
+                                  FROM generate_series($1::bigint, $2::bigint) i`);
         },
         async drain() {
             const { run } = require('graphile-worker');

@@ -28,9 +28,10 @@ ArrayType *type_patterns_arg(ArrayType *types);
 const char *fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool retryable,
                         TimestampTz *next_out);
 
-// Move events (distinct, sorted) of claim `token` of the current transaction
-// (outbox_claim_xact, or the relay's claim) to the archive (between spi_begin
-// and spi_end). Raises OB001 if the claim does not hold them all.
-void complete_xact(ArrayType *ids, int n, int64 token);
+// If `token` is a claim of the current transaction (outbox_claim_xact, or the
+// relay's claim), move its events `ids` (distinct) to the archive (between
+// spi_begin and spi_end) and return true; raises OB001 if the claim does not
+// hold them all. False, doing nothing, for any other token (a lease).
+bool complete_xact(ArrayType *ids, int n, int64 token);
 
 } // namespace outbox
