@@ -4,9 +4,11 @@
 // One statement: pick due events, oldest first, FOR UPDATE SKIP LOCKED (so no
 // event goes to two claimers), skipping any whose ordering key has an earlier
 // event still in the outbox; outbox_claim() marks them active with a lease and
-// a fencing token, outbox_claim_xact() leaves them locked by the caller's
-// transaction (xact_claims.hpp). See the "claim" and "claim xact" statements
-// in statements.cpp.
+// a fencing token, outbox_claim_xact() only locks them: a plain locking SELECT
+// that writes nothing, the events held by the caller's transaction
+// (xact_claims.hpp). An expired lease that outbox_claim_xact() meets is
+// reclaimed by a second statement, run only when it met any. See the "claim",
+// "claim xact" and "reclaim xact" statements in statements.cpp.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
@@ -62,6 +64,43 @@ type_patterns_arg(ArrayType *types)
     return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
+ReclaimedRows
+reclaim_met_expired(SPITupleTable *claim, int n, int expired_col)
+{
+    ReclaimedRows out = {nullptr, nullptr};
+    Datum *ids = nullptr;
+    int *pos = nullptr;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        bool isnull;
+        Datum expired = SPI_getbinval(claim->vals[i], claim->tupdesc, expired_col, &isnull);
+        if (isnull || !DatumGetBool(expired))
+            continue;
+        if (ids == nullptr) {
+            ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+            pos = static_cast<int *>(palloc(sizeof(int) * n));
+        }
+        ids[k] = SPI_getbinval(claim->vals[i], claim->tupdesc, 1, &isnull);
+        pos[k++] = i;
+    }
+    if (k == 0)
+        return out;
+    // SPI keeps the claim's tuple table until spi_end: running another
+    // statement does not free it.
+    Datum values[2] = {PointerGetDatum(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                       Int32GetDatum(guc_max_retries)};
+    run(Stmt::ReclaimXact, values, nullptr);
+    out.rows = static_cast<HeapTuple *>(palloc0(sizeof(HeapTuple) * n));
+    out.desc = SPI_tuptable->tupdesc;
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        bool isnull;
+        int64 ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], out.desc, 1, &isnull));
+        if (!isnull && ord >= 1 && ord <= k)
+            out.rows[pos[ord - 1]] = SPI_tuptable->vals[r];
+    }
+    return out;
+}
+
 namespace {
 
 // The arguments both claims share: batch_size, consumer and types, at
@@ -114,9 +153,9 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         Datum values[8];
         char nulls[9];
         if (xact) {
-            Datum v[6] = {Int32GetDatum(a.batch - handed), Int32GetDatum(guc_max_retries), PointerGetDatum(a.types),
-                          (Datum) 0, Int64GetDatum(token), PointerGetDatum(held)};
-            char n[7] = {' ', ' ', a.types ? ' ' : 'n', 'n', have_token ? ' ' : 'n', held ? ' ' : 'n', '\0'};
+            Datum v[5] = {Int32GetDatum(a.batch - handed), PointerGetDatum(a.types), (Datum) 0,
+                          Int64GetDatum(token), PointerGetDatum(held)};
+            char n[6] = {' ', a.types ? ' ' : 'n', 'n', have_token ? ' ' : 'n', held ? ' ' : 'n', '\0'};
             memcpy(values, v, sizeof v);
             memcpy(nulls, n, sizeof n);
         } else {
@@ -130,17 +169,33 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         }
         run(xact ? Stmt::ClaimXact : Stmt::Claim, values, nulls);
 
-        // Columns 1-9 are the result; column 10 says whether the event was handed
-        // out (false: a reclaimed event that ran out of attempts and is now failed).
+        // Columns 1-9 are the result. Column 10 of the claim says whether the
+        // event was handed out (false: a reclaimed event that ran out of
+        // attempts and is now failed); of the transaction claim, whether it is
+        // an expired lease, which is reclaimed first (and may run out then).
         constexpr int kCols = 9;
+        constexpr int kAttemptCol = 6;
         constexpr int kTokenCol = 7;
         SPITupleTable *tt = SPI_tuptable;
+        uint64 got = SPI_processed;
+        ReclaimedRows reclaimed = {nullptr, nullptr};
+        if (xact)
+            reclaimed = reclaim_met_expired(tt, static_cast<int>(got), kCols + 1);
         bool met_exhausted = false;
-        for (uint64 r = 0; r < SPI_processed; r++) {
+        for (uint64 r = 0; r < got; r++) {
             Datum row[kCols + 1];
             bool isnull[kCols + 1];
             heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
-            if (isnull[kCols] || !DatumGetBool(row[kCols])) {
+            bool flag = !isnull[kCols] && DatumGetBool(row[kCols]);
+            if (xact && flag) {
+                HeapTuple re = reclaimed.rows != nullptr ? reclaimed.rows[r] : nullptr;
+                bool n;
+                if (re == nullptr || !DatumGetBool(SPI_getbinval(re, reclaimed.desc, kReclaimHandedOutCol, &n))) {
+                    met_exhausted = true;
+                    continue;
+                }
+                row[kAttemptCol] = SPI_getbinval(re, reclaimed.desc, kReclaimAttemptCol, &n);
+            } else if (!xact && !flag) {
                 met_exhausted = true;
                 continue;
             }

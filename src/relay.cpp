@@ -360,10 +360,10 @@ relay_batch(int batch_size, BatchResult *out)
     ArrayType *paused = claim_patterns(subs, nsubs, true);
 
     pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
-    Datum values[6] = {Int32GetDatum(batch_size), Int32GetDatum(guc_max_retries), PointerGetDatum(active),
-                       PointerGetDatum(paused), (Datum) 0, (Datum) 0};
-    char nulls[7] = {' ', ' ', ' ', paused ? ' ' : 'n', 'n', 'n', '\0'};  // a new token, no ids to skip
-    run(Stmt::ClaimXact, values, nulls);
+    Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(active), PointerGetDatum(paused), (Datum) 0,
+                       (Datum) 0};
+    char nulls[6] = {' ', ' ', paused ? ' ' : 'n', 'n', 'n', '\0'};  // a new token, no ids to skip
+    run(Stmt::RelayClaim, values, nulls);
     int claimed = static_cast<int>(SPI_processed);
     out->claimed = claimed;
     if (claimed == 0) {
@@ -373,50 +373,50 @@ relay_batch(int batch_size, BatchResult *out)
         pgstat_report_activity(STATE_IDLE, nullptr);
         return;
     }
-    // Column 10 is false for an expired lease (of an outside consumer) that
-    // ran out of attempts: the claim made it failed instead of handing it out.
-    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
-    int handed = 0;
+    // Columns: 1 id, 2 type, 3 expired, 4 token, 5 the whole row. An expired
+    // lease (of an outside consumer) is reclaimed first; one that ran out of
+    // attempts is failed instead of handed out.
+    SPITupleTable *tt = SPI_tuptable;
+    ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
+    Event *events = static_cast<Event *>(MemoryContextAllocZero(cxt, sizeof(Event) * claimed));
+    int n = 0;
     int64 token = 0;
     int claim = -1;
     for (int i = 0; i < claimed; i++) {
+        HeapTuple tup = tt->vals[i];
+        TupleDesc desc = tt->tupdesc;
         bool isnull;
-        Datum handed_out = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 10, &isnull);
-        if (isnull || !DatumGetBool(handed_out)) {
-            out->failed++;
-            continue;
+        Datum row = SPI_getbinval(tup, desc, 5, &isnull);
+        if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull))) {
+            HeapTuple re = reclaimed.rows != nullptr ? reclaimed.rows[i] : nullptr;
+            if (re == nullptr || !DatumGetBool(SPI_getbinval(re, reclaimed.desc, kReclaimHandedOutCol, &isnull))) {
+                out->failed++;
+                continue;
+            }
+            row = SPI_getbinval(re, reclaimed.desc, kReclaimRowCol, &isnull);
         }
-        ids[handed] = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull);
         if (claim < 0) {
-            token = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 8, &isnull));
+            token = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
             claim = xact_claim_open(token, cstring_to_text(kRelayConsumer));
         }
-        xact_claim_add(claim, DatumGetUUIDP(ids[handed]));
-        handed++;
+        Event *ev = &events[n++];
+        memcpy(&ev->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+        xact_claim_add(claim, &ev->id);
+        MemoryContext old = MemoryContextSwitchTo(cxt);
+        ev->type = column_cstring(tup, desc, 2);
+        ev->row = datumCopy(row, false, -1);
+        MemoryContextSwitchTo(old);
     }
-    int n = 0;
-    Event *events = nullptr;
-    if (handed > 0) {
-        Datum arg = PointerGetDatum(construct_array(ids, handed, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-        run(Stmt::RelayRows, &arg, nullptr);
-        n = static_cast<int>(SPI_processed);
-    }
-    MemoryContext old = MemoryContextSwitchTo(cxt);
-    events = static_cast<Event *>(palloc0(sizeof(Event) * (n > 0 ? n : 1)));
-    for (int i = 0; i < n; i++) {
-        HeapTuple tup = SPI_tuptable->vals[i];
-        TupleDesc desc = SPI_tuptable->tupdesc;
-        bool isnull;
-        memcpy(&events[i].id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-        events[i].type = column_cstring(tup, desc, 2);
-        events[i].row = datumCopy(SPI_getbinval(tup, desc, 3, &isnull), false, -1);
-    }
-    MemoryContextSwitchTo(old);
     spi_end();
 
     char activity[96];
     snprintf(activity, sizeof activity, "outbox relay: delivering %d events", n);
     pgstat_report_activity(STATE_RUNNING, activity);
+    // The events run in one subtransaction for as long as their handlers
+    // succeed. When one fails, the group rolls back: the events before it
+    // run again, one subtransaction each (so that a failure among them is
+    // that event's alone), its failure is recorded, and the next group starts
+    // after it.
     bool *done = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
     for (int i = 0; i < n; i++) {
         CHECK_FOR_INTERRUPTS();

@@ -142,7 +142,10 @@ arg_types(Stmt which)
     case Stmt::Claim:
         return {8, {INT4OID, INT4OID, TEXTOID, TEXTARRAYOID, INT4OID, INT8OID, TEXTARRAYOID, UUIDARRAYOID}};
     case Stmt::ClaimXact:
-        return {6, {INT4OID, INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8OID, UUIDARRAYOID}};
+    case Stmt::RelayClaim:
+        return {5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8OID, UUIDARRAYOID}};
+    case Stmt::ReclaimXact:
+        return {2, {UUIDARRAYOID, INT4OID}};
     case Stmt::CompleteXact:
         return {3, {UUIDARRAYOID, TIMESTAMPTZOID, TEXTOID}};
     case Stmt::FailLockXact:
@@ -160,8 +163,6 @@ arg_types(Stmt which)
     case Stmt::DiagnoseOutbox:
     case Stmt::DiagnoseArchive:
         return {1, {UUIDOID}};
-    case Stmt::RelayRows:
-        return {1, {UUIDARRAYOID}};
     case Stmt::Subscriptions:
     case Stmt::NextDue:
         return {0, {}};
@@ -188,7 +189,7 @@ bool
 keeps_generic_plan(Stmt which)
 {
     return which == Stmt::Claim || which == Stmt::ClaimXact || which == Stmt::Complete ||
-           which == Stmt::CompleteXact || which == Stmt::RelayRows;
+           which == Stmt::CompleteXact || which == Stmt::RelayClaim;
 }
 
 // A generic plan is built for the size the table has then. A queue table
@@ -201,7 +202,8 @@ constexpr BlockNumber kGrowthSlack = 32;
 BlockNumber
 events_blocks(Stmt which)
 {
-    LOCKMODE mode = which == Stmt::RelayRows ? AccessShareLock : RowExclusiveLock;
+    // The lock the statement takes itself: a locking SELECT takes less.
+    LOCKMODE mode = (which == Stmt::ClaimXact || which == Stmt::RelayClaim) ? RowShareLock : RowExclusiveLock;
     Relation rel = table_open(state.events_relid, mode);
     BlockNumber n = RelationGetNumberOfBlocks(rel);
     table_close(rel, NoLock);  // the statement takes the same lock anyway

@@ -15,7 +15,7 @@ struct Template {
     const char *text;
 };
 
-// Which events a claim takes, shared by "claim" and "claim xact" ({claimable}
+// Which events a claim takes, shared by "claim", "claim xact" and "relay claim" ({claimable}
 // in them): due events, oldest first, never one whose ordering key has an
 // earlier event still in the outbox (pending, in flight or failed), locked
 // FOR UPDATE SKIP LOCKED. {types}, {skip_types} and {held} are the numbers of
@@ -77,31 +77,42 @@ constexpr Template kTemplates[kStatementCount] = {
      "SELECT claimed.* FROM claimed JOIN cand ON cand.id = claimed.id ORDER BY cand.due, cand.seq"},
 
     // outbox_claim_xact(): the claimable events, held by the row locks of
-    // the caller's transaction instead of a lease: created
-    // events are only locked. An active event whose lease expired is
-    // reclaimed as the claim does (the attempt counts; past the maximum it
-    // becomes failed and is not handed out). Events this transaction already
-    // claimed are skipped ($6): its own row locks do not make SKIP LOCKED skip
-    // them. The token is drawn only when something is handed out.
+    // the caller's transaction instead of a lease. A plain locking SELECT:
+    // nothing is written. Events this transaction already claimed are
+    // skipped ($5): its own row locks do not make SKIP LOCKED skip them. The
+    // token is drawn only when something is handed out. An active event met
+    // here is one whose lease expired (expired = true): the caller reclaims
+    // those with "reclaim xact" before handing them out.
     {"claim xact",
-     "WITH cand AS ("
-     " SELECT e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at, e.retry_count, e.status,"
-     "        e.available_at AS due, e.seq FROM {s}.outbox_events e"
-     "{claimable}), "
-     "reclaimed AS ("
+     "SELECT e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
+     " e.retry_count + 1 AS attempt,"
+     " coalesce($4, (SELECT nextval('{s}.outbox_lease_token_seq'))) AS lease_token,"
+     " NULL::timestamptz AS lease_expires_at, e.status = 'active' AS expired"
+     " FROM {s}.outbox_events e"
+     "{claimable}"},
+
+    // The relay's claim: as "claim xact", returning the whole row, which is
+    // the handlers' argument.
+    {"relay claim",
+     "SELECT e.id, e.type, e.status = 'active' AS expired,"
+     " coalesce($4, (SELECT nextval('{s}.outbox_lease_token_seq'))) AS lease_token, e"
+     " FROM {s}.outbox_events e"
+     "{claimable}"},
+
+    // Expired leases a claim of this transaction met (and locked): the
+    // attempt counts; past the maximum the event becomes failed and is not
+    // handed out. Returns the position of each event in $1 (from 1), whether
+    // it is handed out, its attempt number and its whole row as it is now.
+    {"reclaim xact",
      "UPDATE {s}.outbox_events e SET"
      " status = CASE WHEN e.retry_count >= $2 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
      " retry_count = e.retry_count + 1,"
      " last_error = format('lease expired: not completed within %s s by %s (lease token %s)',"
      "                     e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token),"
      " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
-     " WHERE e.id = ANY (ARRAY(SELECT id FROM cand WHERE status = 'active')) "
-     "RETURNING e.id, e.status = 'created' AS handed_out) "
-     "SELECT c.id, c.type, c.payload, c.headers, c.ordering_key, c.occurred_at,"
-     " c.retry_count + CASE WHEN r.id IS NULL THEN 1 ELSE 2 END AS attempt,"
-     " coalesce($5, (SELECT nextval('{s}.outbox_lease_token_seq'))) AS lease_token,"
-     " NULL::timestamptz AS lease_expires_at, coalesce(r.handed_out, true) AS handed_out "
-     "FROM cand c LEFT JOIN reclaimed r ON r.id = c.id ORDER BY c.due, c.seq"},
+     " FROM unnest($1::uuid[]) WITH ORDINALITY AS m(id, ord)"
+     " WHERE e.id = m.id AND e.status = 'active' "
+     "RETURNING m.ord, e.status = 'created' AS handed_out, e.retry_count + 1 AS attempt, e"},
 
     {"heartbeat",
      "UPDATE {s}.outbox_events e SET"
@@ -168,12 +179,6 @@ constexpr Template kTemplates[kStatementCount] = {
      "SELECT x.status::text FROM {s}.outbox_events_archive x WHERE x.id = $1"
      " ORDER BY x.completed_on DESC LIMIT 1"},
 
-    // The relay hands each handler the whole row (its batch's claim holds
-    // them: the relay claims with "claim xact").
-    {"relay rows",
-     "SELECT e.id, e.type, e FROM {s}.outbox_events e"
-     " WHERE e.id = ANY ($1) ORDER BY e.seq"},
-
     {"subscriptions",
      "SELECT s.name, s.event_type, s.handler::oid, s.owner::oid, s.paused"
      " FROM {s}.outbox_subscriptions s ORDER BY s.name"},
@@ -219,10 +224,10 @@ render_statement(Stmt which, const char *schema_quoted, char *out, std::size_t c
     if (cap == 0)
         throw std::length_error("no room for a statement");
     // {claimable}: the parameter numbers differ between the two claims.
-    bool xact = which == Stmt::ClaimXact;
+    bool xact = which == Stmt::ClaimXact || which == Stmt::RelayClaim;
     std::string claimable = fmt::format(fmt::runtime(kClaimable), fmt::arg("s", schema_quoted),
-                                        fmt::arg("types", xact ? 3 : 4), fmt::arg("skip_types", xact ? 4 : 7),
-                                        fmt::arg("held", xact ? 6 : 8));
+                                        fmt::arg("types", xact ? 2 : 4), fmt::arg("skip_types", xact ? 3 : 7),
+                                        fmt::arg("held", xact ? 5 : 8));
     // {x}: in the claim, "this reclaimed event has no attempt left".
     auto res = fmt::format_to_n(out, cap - 1, fmt::runtime(t.text), fmt::arg("s", schema_quoted),
                                 fmt::arg("x", "(e.status = 'active' AND e.retry_count >= $5)"),

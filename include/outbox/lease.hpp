@@ -34,4 +34,23 @@ const char *fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry
 // hold them all. False, doing nothing, for any other token (a lease).
 bool complete_xact(ArrayType *ids, int n, int64 token);
 
+// Columns of a "reclaim xact" row (from 1).
+constexpr int kReclaimHandedOutCol = 2;  // false: out of attempts, now failed
+constexpr int kReclaimAttemptCol = 3;
+constexpr int kReclaimRowCol = 4;        // the whole outbox_events row, as it is now
+
+// What reclaim_met_expired() did: rows[i] is the "reclaim xact" row of row i
+// of the claim (NULL where that event was not an expired lease, or where it
+// was and could not be reclaimed); rows is NULL when the claim met none.
+struct ReclaimedRows {
+    HeapTuple *rows;
+    TupleDesc desc;
+};
+
+// A transaction claim (`claim`, n rows, between spi_begin and spi_end) met
+// expired leases where its boolean column `expired_col` is true: reclaim them
+// (the attempt counts; out of attempts, failed). The claim's own rows stay
+// valid.
+ReclaimedRows reclaim_met_expired(SPITupleTable *claim, int n, int expired_col);
+
 } // namespace outbox

@@ -18,8 +18,11 @@ enum class Stmt : int {
                      // $6 lease token (NULL = a new one)
                      // $7 LIKE patterns of types to leave alone (NULL = none),
                      // $8 ids to skip (held by this transaction's outbox_claim_xact; NULL = none)
-    ClaimXact,       // $1 batch, $2 max_retries, $3 LIKE patterns of types, $4 patterns to leave alone,
-                     // $5 token (NULL = a new one), $6 ids to skip -> claim columns + handed_out
+    ClaimXact,       // $1 batch, $2 LIKE patterns of types, $3 patterns to leave alone, $4 token (NULL = a new
+                     // one), $5 ids to skip -> claim columns + expired (an active event: reclaim it first)
+    RelayClaim,      // as ClaimXact -> id, type, expired, token, whole row (composite)
+    ReclaimXact,     // $1 ids (expired, locked by this transaction), $2 max_retries
+                     // -> position in $1 (from 1), handed_out, attempt, whole row
     Heartbeat,       // $1 ids, $2 token, $3 lease secs (NULL = keep)
     Complete,        // $1 ids, $2 token
     CompleteXact,    // $1 ids, $2 started_on, $3 lease_owner (of the transaction's claim)
@@ -29,7 +32,6 @@ enum class Stmt : int {
     FailUpdate,      // $1 id, $2 status, $3 error, $4 available_at, $5 next_retry_at
     DiagnoseOutbox,  // $1 id -> status, lease_token
     DiagnoseArchive, // $1 id -> status
-    RelayRows,       // $1 ids -> id, type, whole row (composite), by seq
     Subscriptions,   // -> name, event_type, handler oid, owner oid, paused
     ReclaimExpired,  // $1 max_retries, $2 limit -> became_failed per event
     ArchiveMaintain, // $1 retention minutes -> actions taken

@@ -10,7 +10,9 @@ use FindBin;
 use lib $FindBin::RealBin;
 use OutboxTest;
 
-my $node = relay_node('lease', 'outbox.poll_interval' => '1s');
+# Poll rarely: expired leases are then looked for every 5 s, and the relay's
+# own claim can meet one first (below).
+my $node = relay_node('lease', 'outbox.poll_interval' => '10min');
 setup_relay_db($node, 'postgres');
 relay_pid($node, 'postgres');
 
@@ -37,6 +39,30 @@ like($err, qr/lease token \d+ (is no longer valid|does not hold it)/, 'the dead 
 # Another consumer takes them now.
 is($node->safe_psql('postgres', "SELECT count(*) FROM outbox_claim(10, '30 seconds', 'live', ARRAY['ext.*'])"),
 	'3', 'a live consumer claims them again');
+
+# An expired lease of a subscribed type: the relay takes it back (the attempt
+# counts), from its claim or from its periodic look for expired leases,
+# whichever meets it first, and delivers it with the attempt on record.
+$node->safe_psql('postgres', q{
+	CREATE TABLE seen (n int PRIMARY KEY, retry_count int NOT NULL);
+	CREATE FUNCTION see(e outbox_events) RETURNS void LANGUAGE sql AS
+		$$ INSERT INTO public.seen VALUES ((e.payload->>'n')::int, e.retry_count) $$;
+	SELECT outbox_subscribe('seen', 'relay.*', 'see');
+	BEGIN;
+	SELECT outbox_publish('relay.job', '{"n": 1}');
+	SELECT count(*) FROM outbox_claim(1, '1 second', 'dead-consumer', ARRAY['relay.*']);
+	COMMIT;
+	SELECT pg_sleep(1.2);
+	BEGIN;
+	SELECT outbox_publish('relay.job', '{"n": 2}');
+	COMMIT;
+});
+wait_for_relay($node, 'postgres', "SELECT count(*) FROM seen", 2, 'the relay delivered both');
+is($node->safe_psql('postgres', "SELECT string_agg(n || ':' || retry_count, ',' ORDER BY n) FROM seen"), '1:1,2:0',
+	'the handler saw the expired attempt counted');
+is($node->safe_psql('postgres',
+	"SELECT retry_count FROM outbox_events_archive WHERE payload->>'n' = '1' AND type = 'relay.job'"), '1',
+	'and so does the archive');
 
 $node->stop;
 done_testing();
