@@ -3,16 +3,20 @@
 // One transaction per batch. The claim (restricted to the event types of
 // active subscriptions, never those of a paused one) is a claim of the batch's
 // transaction, as outbox_claim_xact() makes: it locks the events and writes
-// nothing (a lease would die with the transaction anyway); each event then
-// gets its own subtransaction in which every matching
-// handler runs as the subscription's owner, under outbox.handler_timeout. The
-// events whose handlers all succeeded move to the archive with one statement
-// at the end of the batch, in the batch's transaction: the handlers' writes
-// and the archive move commit together, or not at all (exactly-once effect).
-// A handler error rolls back that event's subtransaction only; the failure is
-// recorded with backoff (failed after the maximum), that event is left out of
-// the archive move, and the batch goes on. The claim's row locks last until
-// the batch commits, so nobody else can touch the batch's events meanwhile.
+// nothing (a lease would die with the transaction anyway), and returns their
+// whole rows, the handlers' argument. The handlers then run, every matching
+// one for each event in claim order, as the subscription's owner, under
+// outbox.handler_timeout, in one subtransaction for as long as they succeed.
+// The events whose handlers all succeeded move to the archive with one
+// statement at the end of the batch, in the batch's transaction: the
+// handlers' writes and the archive move commit together, or not at all
+// (exactly-once effect). A handler error rolls back the subtransaction; the
+// events before the failing one run again, one subtransaction each, so that
+// each keeps its own effects and a failure among them is its own. The
+// failure is recorded with backoff (failed after the maximum), that event is
+// left out of the archive move, and the batch goes on with the next events in
+// a new subtransaction. The claim's row locks last until the batch commits,
+// so nobody else can touch the batch's events meanwhile.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
@@ -105,8 +109,11 @@ claim_patterns(const Subscription *subs, int n, bool paused)
 
 // Run one handler on one event as the subscription's owner, with the
 // handler timeout. Raises ERROR if the handler does (or cannot be run).
+// `flinfo` is the subscription's, for the whole batch: looked up on first use
+// (fn_oid invalid), in its fn_mcxt. A SQL-language handler keeps its parsed
+// and planned body in it for as long as the subtransaction lasts.
 void
-call_handler(const Subscription *sub, Datum row)
+call_handler(const Subscription *sub, FmgrInfo *flinfo, Datum row)
 {
     if (!SearchSysCacheExists1(AUTHOID, ObjectIdGetDatum(sub->owner)))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -132,10 +139,10 @@ call_handler(const Subscription *sub, Datum row)
     if (guc_handler_timeout_ms > 0)
         enable_timeout_after(STATEMENT_TIMEOUT, guc_handler_timeout_ms);
 
-    FmgrInfo flinfo;
-    fmgr_info(sub->handler, &flinfo);
+    if (!OidIsValid(flinfo->fn_oid))
+        fmgr_info_cxt(sub->handler, flinfo, flinfo->fn_mcxt);
     LOCAL_FCINFO(fcinfo, 1);
-    InitFunctionCallInfoData(*fcinfo, &flinfo, 1, InvalidOid, nullptr, nullptr);
+    InitFunctionCallInfoData(*fcinfo, flinfo, 1, InvalidOid, nullptr, nullptr);
     fcinfo->args[0].value = row;
     fcinfo->args[0].isnull = false;
     (void) FunctionCallInvoke(fcinfo);
@@ -169,28 +176,34 @@ rollback_subxact(MemoryContext cxt, ResourceOwner owner)
     return edata;
 }
 
-// The handlers of one event, in a subtransaction.
-// Returns true if it committed; otherwise *error gets the message.
-bool
-deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContext cxt, char **error)
+// The handlers of events[from..n-1], in order, in one subtransaction.
+// Returns n if it committed; otherwise the index of the event whose handler
+// failed (the subtransaction rolled back: no event of the group took effect),
+// and *error gets the message.
+int
+deliver_group(const Event *events, int from, int n, const Subscription *subs, FmgrInfo *handlers, int nsubs,
+              MemoryContext cxt, char **error)
 {
     volatile int current = -1;
-    volatile bool ok = false;
+    volatile int at = from;
     ResourceOwner owner = CurrentResourceOwner;
 
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
-        for (int i = 0; i < nsubs; i++) {
-            if (subs[i].paused || !type_matches(subs[i].pattern, ev->type))
-                continue;
-            current = i;
-            call_handler(&subs[i], ev->row);
+        for (int e = from; e < n; e++) {
+            at = e;
+            for (int i = 0; i < nsubs; i++) {
+                if (subs[i].paused || !type_matches(subs[i].pattern, events[e].type))
+                    continue;
+                current = i;
+                call_handler(&subs[i], &handlers[i], events[e].row);
+            }
+            current = -1;
         }
-        current = -1;
         commit_subxact(cxt, owner);
-        ok = true;
+        at = n;
     }
     PG_CATCH();
     {
@@ -205,7 +218,7 @@ deliver_event(const Event *ev, const Subscription *subs, int nsubs, MemoryContex
         FreeErrorData(edata);
     }
     PG_END_TRY();
-    return ok;
+    return at;
 }
 
 // Record a failed attempt (own subtransaction: if even that fails, the event
@@ -418,15 +431,29 @@ relay_batch(int batch_size, BatchResult *out)
     // that event's alone), its failure is recorded, and the next group starts
     // after it.
     bool *done = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
-    for (int i = 0; i < n; i++) {
-        CHECK_FOR_INTERRUPTS();
+    FmgrInfo *handlers =
+        static_cast<FmgrInfo *>(MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * (nsubs > 0 ? nsubs : 1)));
+    for (int i = 0; i < nsubs; i++)
+        handlers[i].fn_mcxt = cxt;
+    for (int from = 0; from < n;) {
+        CHECK_FOR_INTERRUPTS();  // outside any subtransaction: a cancel ends the batch, no event is blamed
         char *error = nullptr;
-        if (deliver_event(&events[i], subs, nsubs, cxt, &error)) {
+        int at = deliver_group(events, from, n, subs, handlers, nsubs, cxt, &error);
+        for (int i = from; i < at; i++) {
+            if (at < n) {
+                CHECK_FOR_INTERRUPTS();
+                char *again = nullptr;
+                if (deliver_group(events, i, i + 1, subs, handlers, nsubs, cxt, &again) != i + 1) {
+                    record_failure(&events[i], token, again, cxt, out);
+                    continue;
+                }
+            }
             done[i] = true;
             out->delivered++;
-        } else {
-            record_failure(&events[i], token, error, cxt, out);
         }
+        if (at < n)
+            record_failure(&events[at], token, error, cxt, out);
+        from = at + 1;
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
     archive_delivered(events, done, n, token);

@@ -16,8 +16,10 @@ setup_relay_db($node, 'postgres');
 # Count attempts outside the handler's subtransaction: a sequence is not rolled back.
 $node->safe_psql('postgres', q{
 	CREATE SEQUENCE attempts;
+	CREATE SEQUENCE calls;
 	CREATE FUNCTION counting(e outbox_events) RETURNS void LANGUAGE plpgsql AS $$
 	BEGIN
+		PERFORM nextval('public.calls');
 		IF e.payload ? 'poison' THEN
 			PERFORM nextval('public.attempts');
 		END IF;
@@ -43,6 +45,11 @@ is($node->safe_psql('postgres', "SELECT retry_count FROM outbox_events WHERE pay
 like($node->safe_psql('postgres', "SELECT last_error FROM outbox_events WHERE payload ? 'poison'"),
 	qr/subscription "all" \(\*\): poison event bad input/, 'last_error names the subscription and the error');
 is($node->safe_psql('postgres', "SELECT count(*) FROM effects"), '8', 'its 8 neighbours were handled');
+# The batch's handlers run in one subtransaction until one fails: events 1-4
+# and the poison (5 calls), rolled back; 1-4 again one by one (4), then 6-9
+# together (4); then the poison's 3 retries: 16 calls in all.
+is($node->safe_psql('postgres', "SELECT last_value FROM calls"), '16',
+	'the events before the poison ran again once each, the ones after it once');
 is($node->safe_psql('postgres', "SELECT count(*) FROM outbox_events_archive WHERE status = 'completed'"), '8',
 	'and archived');
 is($node->safe_psql('postgres', "SELECT id FROM outbox_failed_events()"),
