@@ -215,6 +215,10 @@ constexpr Template kTemplates[kStatementCount] = {
      " ON CONFLICT (name) DO NOTHING RETURNING name"},
 };
 
+// One template per statement: too many fail to compile; too few leave the
+// last ones empty, which this catches.
+static_assert(kTemplates[kStatementCount - 1].name != nullptr, "a statement has no template");
+
 } // namespace
 
 std::size_t
