@@ -87,16 +87,18 @@ reclaim_met_expired(SPITupleTable *claim, int n, int expired_col)
         return out;
     // SPI keeps the claim's tuple table until spi_end: running another
     // statement does not free it.
-    Datum values[2] = {PointerGetDatum(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
-                       Int32GetDatum(guc_max_retries)};
+    Datum values[2] = {Int32GetDatum(guc_max_retries),
+                       PointerGetDatum(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR))};
     run(Stmt::ReclaimXact, values, nullptr);
     out.rows = static_cast<HeapTuple *>(palloc0(sizeof(HeapTuple) * n));
     out.desc = SPI_tuptable->tupdesc;
     for (uint64 r = 0; r < SPI_processed; r++) {
+        HeapTuple tup = SPI_tuptable->vals[r];
         bool isnull;
-        int64 ord = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[r], out.desc, 1, &isnull));
-        if (!isnull && ord >= 1 && ord <= k)
-            out.rows[pos[ord - 1]] = SPI_tuptable->vals[r];
+        int64 ord = DatumGetInt64(SPI_getbinval(tup, out.desc, 1, &isnull));
+        bool handed_out = DatumGetBool(SPI_getbinval(tup, out.desc, 2, &isnull));
+        if (handed_out && ord >= 1 && ord <= k)
+            out.rows[pos[ord - 1]] = tup;
     }
     return out;
 }
@@ -187,17 +189,14 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
             bool isnull[kCols + 1];
             heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
             bool flag = !isnull[kCols] && DatumGetBool(row[kCols]);
-            if (xact && flag) {
-                HeapTuple re = reclaimed.rows != nullptr ? reclaimed.rows[r] : nullptr;
-                bool n;
-                if (re == nullptr || !DatumGetBool(SPI_getbinval(re, reclaimed.desc, kReclaimHandedOutCol, &n))) {
-                    met_exhausted = true;
-                    continue;
-                }
-                row[kAttemptCol] = SPI_getbinval(re, reclaimed.desc, kReclaimAttemptCol, &n);
-            } else if (!xact && !flag) {
-                met_exhausted = true;
+            HeapTuple re = (xact && flag && reclaimed.rows != nullptr) ? reclaimed.rows[r] : nullptr;
+            if (xact ? (flag && re == nullptr) : !flag) {
+                met_exhausted = true;  // an expired lease out of attempts: failed, not handed out
                 continue;
+            }
+            if (re != nullptr) {
+                bool n;
+                row[kAttemptCol] = SPI_getbinval(re, reclaimed.desc, kReclaimAttemptCol, &n);
             }
             if (!have_token && !isnull[kTokenCol]) {
                 token = DatumGetInt64(row[kTokenCol]);

@@ -402,8 +402,8 @@ relay_batch(int batch_size, BatchResult *out)
         Datum row = SPI_getbinval(tup, desc, 5, &isnull);
         if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull))) {
             HeapTuple re = reclaimed.rows != nullptr ? reclaimed.rows[i] : nullptr;
-            if (re == nullptr || !DatumGetBool(SPI_getbinval(re, reclaimed.desc, kReclaimHandedOutCol, &isnull))) {
-                out->failed++;
+            if (re == nullptr) {
+                out->failed++;  // out of attempts: failed, not handed out
                 continue;
             }
             row = SPI_getbinval(re, reclaimed.desc, kReclaimRowCol, &isnull);
@@ -440,16 +440,16 @@ relay_batch(int batch_size, BatchResult *out)
         char *error = nullptr;
         int at = deliver_group(events, from, n, subs, handlers, nsubs, cxt, &error);
         for (int i = from; i < at; i++) {
-            if (at < n) {
+            // Committed with the group, or (the group failed at `at`) run again on its own.
+            if (at < n)
                 CHECK_FOR_INTERRUPTS();
-                char *again = nullptr;
-                if (deliver_group(events, i, i + 1, subs, handlers, nsubs, cxt, &again) != i + 1) {
-                    record_failure(&events[i], token, again, cxt, out);
-                    continue;
-                }
+            char *again = nullptr;
+            if (at == n || deliver_group(events, i, i + 1, subs, handlers, nsubs, cxt, &again) == i + 1) {
+                done[i] = true;
+                out->delivered++;
+            } else {
+                record_failure(&events[i], token, again, cxt, out);
             }
-            done[i] = true;
-            out->delivered++;
         }
         if (at < n)
             record_failure(&events[at], token, error, cxt, out);

@@ -145,7 +145,7 @@ arg_types(Stmt which)
     case Stmt::RelayClaim:
         return {5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, INT8OID, UUIDARRAYOID}};
     case Stmt::ReclaimXact:
-        return {2, {UUIDARRAYOID, INT4OID}};
+        return {2, {INT4OID, UUIDARRAYOID}};
     case Stmt::CompleteXact:
         return {3, {UUIDARRAYOID, TIMESTAMPTZOID, TEXTOID}};
     case Stmt::FailLockXact:

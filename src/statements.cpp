@@ -34,6 +34,20 @@ constexpr const char *kClaimable =
     " LIMIT $1"
     " FOR UPDATE OF e SKIP LOCKED";
 
+// Why a lease ended, for last_error ({lease_expired}).
+constexpr const char *kLeaseExpired =
+    "format('lease expired: not completed within %s s by %s (lease token %s)',"
+    " e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token)";
+
+// An expired lease taken back ({reclaim}, of "reclaim xact" and "reclaim
+// expired"; $1 is outbox.max_retries): the attempt counts; past the maximum
+// the event becomes failed, else it is due again at once.
+constexpr const char *kReclaim =
+    "UPDATE {s}.outbox_events e SET"
+    " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
+    " retry_count = e.retry_count + 1, last_error = {lease_expired},"
+    " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL";
+
 // {s} is the quoted schema of the extension.
 constexpr Template kTemplates[kStatementCount] = {
     {"publish",
@@ -58,8 +72,7 @@ constexpr Template kTemplates[kStatementCount] = {
      " status = CASE WHEN {x} THEN 'failed' ELSE 'active' END::{s}.outbox_status,"
      " retry_count = e.retry_count + CASE WHEN e.status = 'active' THEN 1 ELSE 0 END,"
      " last_error = CASE WHEN e.status = 'active'"
-     "   THEN format('lease expired: not completed within %s s by %s (lease token %s)',"
-     "               e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token)"
+     "   THEN {lease_expired}"
      "   ELSE e.last_error END,"
      " next_retry_at = NULL,"
      // An exhausted event keeps the record of its last lease; the others get a new one.
@@ -99,18 +112,13 @@ constexpr Template kTemplates[kStatementCount] = {
      " FROM {s}.outbox_events e"
      "{claimable}"},
 
-    // Expired leases a claim of this transaction met (and locked): the
-    // attempt counts; past the maximum the event becomes failed and is not
-    // handed out. Returns the position of each event in $1 (from 1), whether
-    // it is handed out, its attempt number and its whole row as it is now.
+    // Expired leases a claim of this transaction met (and locked), taken
+    // back ({reclaim}). Returns the position of each event in $2 (from 1),
+    // whether it is handed out, its attempt number and its whole row as it
+    // is now.
     {"reclaim xact",
-     "UPDATE {s}.outbox_events e SET"
-     " status = CASE WHEN e.retry_count >= $2 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
-     " retry_count = e.retry_count + 1,"
-     " last_error = format('lease expired: not completed within %s s by %s (lease token %s)',"
-     "                     e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token),"
-     " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
-     " FROM unnest($1::uuid[]) WITH ORDINALITY AS m(id, ord)"
+     "{reclaim}"
+     " FROM unnest($2::uuid[]) WITH ORDINALITY AS m(id, ord)"
      " WHERE e.id = m.id AND e.status = 'active' "
      "RETURNING m.ord, e.status = 'created' AS handed_out, e.retry_count + 1 AS attempt, e"},
 
@@ -192,12 +200,7 @@ constexpr Template kTemplates[kStatementCount] = {
      " WHERE e.status = 'active' AND e.available_at <= statement_timestamp()"
      " ORDER BY e.available_at LIMIT $2"
      " FOR UPDATE SKIP LOCKED) "
-     "UPDATE {s}.outbox_events e SET"
-     " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
-     " retry_count = e.retry_count + 1,"
-     " last_error = format('lease expired: not completed within %s s by %s (lease token %s)',"
-     "                     e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token),"
-     " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
+     "{reclaim}"
      " WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) "
      "RETURNING e.status = 'failed'"},
 
@@ -233,9 +236,12 @@ render_statement(Stmt which, const char *schema_quoted, char *out, std::size_t c
                                         fmt::arg("types", xact ? 2 : 4), fmt::arg("skip_types", xact ? 3 : 7),
                                         fmt::arg("held", xact ? 5 : 8));
     // {x}: in the claim, "this reclaimed event has no attempt left".
+    std::string reclaim = fmt::format(fmt::runtime(kReclaim), fmt::arg("s", schema_quoted),
+                                      fmt::arg("lease_expired", kLeaseExpired));
     auto res = fmt::format_to_n(out, cap - 1, fmt::runtime(t.text), fmt::arg("s", schema_quoted),
                                 fmt::arg("x", "(e.status = 'active' AND e.retry_count >= $5)"),
-                                fmt::arg("claimable", claimable));
+                                fmt::arg("claimable", claimable), fmt::arg("reclaim", reclaim),
+                                fmt::arg("lease_expired", kLeaseExpired));
     if (res.size >= cap)
         throw std::length_error(fmt::format("statement \"{}\" does not fit in {} bytes", t.name, cap));
     out[res.size] = '\0';

@@ -35,13 +35,13 @@ const char *fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry
 bool complete_xact(ArrayType *ids, int n, int64 token);
 
 // Columns of a "reclaim xact" row (from 1).
-constexpr int kReclaimHandedOutCol = 2;  // false: out of attempts, now failed
 constexpr int kReclaimAttemptCol = 3;
-constexpr int kReclaimRowCol = 4;        // the whole outbox_events row, as it is now
+constexpr int kReclaimRowCol = 4;  // the whole outbox_events row, as it is now
 
 // What reclaim_met_expired() did: rows[i] is the "reclaim xact" row of row i
-// of the claim (NULL where that event was not an expired lease, or where it
-// was and could not be reclaimed); rows is NULL when the claim met none.
+// of the claim if that event was an expired lease and is handed out again;
+// NULL otherwise (not expired, or out of attempts and now failed). rows is
+// NULL when the claim met no expired lease.
 struct ReclaimedRows {
     HeapTuple *rows;
     TupleDesc desc;

@@ -21,8 +21,8 @@ enum class Stmt : int {
     ClaimXact,       // $1 batch, $2 LIKE patterns of types, $3 patterns to leave alone, $4 token (NULL = a new
                      // one), $5 ids to skip -> claim columns + expired (an active event: reclaim it first)
     RelayClaim,      // as ClaimXact -> id, type, expired, token, whole row (composite)
-    ReclaimXact,     // $1 ids (expired, locked by this transaction), $2 max_retries
-                     // -> position in $1 (from 1), handed_out, attempt, whole row
+    ReclaimXact,     // $1 max_retries, $2 ids (expired, locked by this transaction)
+                     // -> position in $2 (from 1), handed_out, attempt, whole row
     Heartbeat,       // $1 ids, $2 token, $3 lease secs (NULL = keep)
     Complete,        // $1 ids, $2 token
     CompleteXact,    // $1 ids, $2 started_on, $3 lease_owner (of the transaction's claim)
