@@ -325,7 +325,37 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_failed_events(integer) IS
     'Failed events, newest first (default 100).';
 
--- Shared by outbox_retry and outbox_discard: every id must name a failed event.
+-- Shared by outbox_retry and outbox_discard, before they lock anything: the
+-- ids array is refused as the C functions refuse it (distinct_uuid_array in
+-- src/state.cpp): same checks, order, messages and SQLSTATEs.
+CREATE FUNCTION @extschema@._outbox_check_ids(ids uuid[])
+RETURNS void
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF ids IS NULL THEN
+        RAISE EXCEPTION 'ids must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF array_ndims(ids) > 1 THEN
+        RAISE EXCEPTION 'ids must be a one-dimensional array' USING ERRCODE = '2202E';
+    END IF;
+    IF cardinality(ids) = 0 THEN
+        RAISE EXCEPTION 'ids must not be empty' USING ERRCODE = '22023';
+    END IF;
+    IF cardinality(ids) > 100000 THEN
+        RAISE EXCEPTION 'at most 100000 ids can be given at once, not %', cardinality(ids)
+            USING ERRCODE = '54000';
+    END IF;
+    IF array_position(ids, NULL) IS NOT NULL THEN
+        RAISE EXCEPTION 'ids must not contain NULL' USING ERRCODE = '22004';
+    END IF;
+END
+$$;
+REVOKE ALL ON FUNCTION @extschema@._outbox_check_ids(uuid[]) FROM PUBLIC;
+
+-- Shared by outbox_retry and outbox_discard, once the events are locked
+-- (ids already checked by _outbox_check_ids): every id must name a failed event.
 CREATE FUNCTION @extschema@._outbox_check_failed(ids uuid[], action text)
 RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -335,15 +365,6 @@ DECLARE
     bad uuid;
     bad_status @extschema@.outbox_status;
 BEGIN
-    IF ids IS NULL THEN
-        RAISE EXCEPTION 'ids must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    IF cardinality(ids) = 0 THEN
-        RAISE EXCEPTION 'ids must not be empty' USING ERRCODE = '22023';
-    END IF;
-    IF array_position(ids, NULL) IS NOT NULL THEN
-        RAISE EXCEPTION 'ids must not contain NULL' USING ERRCODE = '22004';
-    END IF;
     SELECT i.id, e.status INTO bad, bad_status
       FROM unnest(ids) AS i(id)
       LEFT JOIN @extschema@.outbox_events e ON e.id = i.id
@@ -371,6 +392,7 @@ AS $$
 DECLARE
     n integer;
 BEGIN
+    PERFORM @extschema@._outbox_check_ids(ids);
     PERFORM 1 FROM @extschema@.outbox_events e WHERE e.id = ANY (ids) FOR UPDATE;
     PERFORM @extschema@._outbox_check_failed(ids, 'retry');
     UPDATE @extschema@.outbox_events e
@@ -393,6 +415,7 @@ AS $$
 DECLARE
     n integer;
 BEGIN
+    PERFORM @extschema@._outbox_check_ids(ids);
     PERFORM 1 FROM @extschema@.outbox_events e WHERE e.id = ANY (ids) FOR UPDATE;
     PERFORM @extschema@._outbox_check_failed(ids, 'discard');
     WITH gone AS (
@@ -478,28 +501,63 @@ AS $$
 DECLARE
     day date;
     part text;
+    lower_bound timestamptz;
     cutoff timestamptz;
     p record;
+    existing record;
     upper_bound timestamptz;
     n bigint;
 BEGIN
-    IF retention IS NULL OR retention < interval '1 hour' THEN
-        RAISE EXCEPTION 'retention must be at least 1 hour' USING ERRCODE = '22023';
+    -- At most 5000 years, so that now() - retention is a timestamp (they start
+    -- in 4713 BC); the longest outbox.archive_retention is about 2040 years.
+    IF retention IS NULL OR retention < interval '1 hour' OR retention > interval '5000 years' THEN
+        RAISE EXCEPTION 'retention must be between 1 hour and 5000 years'
+            USING ERRCODE = '22023',
+                  DETAIL = format('The value given is %s.', coalesce(retention::text, 'NULL'));
     END IF;
     IF days_ahead IS NULL OR days_ahead < 1 OR days_ahead > 60 THEN
         RAISE EXCEPTION 'days_ahead must be between 1 and 60' USING ERRCODE = '22023';
     END IF;
     -- Partitions are whole UTC days; today's is not created here if the
     -- default partition already holds rows of today (they stay there).
+    -- A relation that already has a day's partition name must be that
+    -- partition: a partition of outbox_events_archive with that day's bounds.
+    -- Anything else (a table another role with CREATE on the schema made) is
+    -- refused: that day's rows would go to the default partition unnoticed.
     FOR i IN 1..days_ahead LOOP
         day := (now() AT TIME ZONE 'UTC')::date + i;
         part := 'outbox_events_archive_p' || to_char(day, 'YYYYMMDD');
-        IF to_regclass(format('%I.%I', '@extschema@', part)) IS NULL THEN
+        lower_bound := day::timestamp AT TIME ZONE 'UTC';
+        upper_bound := (day + 1)::timestamp AT TIME ZONE 'UTC';
+        SELECT c.relkind, c.relispartition,
+               pg_get_userbyid(c.relowner) AS owner,
+               pg_get_expr(c.relpartbound, c.oid) AS bound,
+               EXISTS (SELECT FROM pg_inherits i
+                        WHERE i.inhrelid = c.oid
+                          AND i.inhparent = '@extschema@.outbox_events_archive'::regclass) AS ours
+          INTO existing
+          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = '@extschema@' AND c.relname = part;
+        IF NOT FOUND THEN
             EXECUTE format('CREATE TABLE %I.%I PARTITION OF %I.outbox_events_archive (PRIMARY KEY (id, completed_on)) '
                            'FOR VALUES FROM (%L) TO (%L)',
-                           '@extschema@', part, '@extschema@',
-                           (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'));
+                           '@extschema@', part, '@extschema@', lower_bound, upper_bound);
             RETURN NEXT 'created ' || part;
+        ELSIF NOT (existing.relispartition AND existing.ours) THEN
+            RAISE EXCEPTION 'relation "%.%" already exists and is not a partition of "%.outbox_events_archive"',
+                            '@extschema@', part, '@extschema@'
+                USING ERRCODE = '42P07',
+                      DETAIL = format('It is a %s owned by role %I; outbox_archive_maintain() creates the archive partition of %s under this name.',
+                                      CASE existing.relkind WHEN 'r' THEN 'table' WHEN 'p' THEN 'partitioned table'
+                                           WHEN 'v' THEN 'view' ELSE 'relation' END,
+                                      existing.owner, day),
+                      HINT = 'Drop or rename that relation (and consider who may CREATE in the extension''s schema), then run outbox_archive_maintain() again.';
+        ELSIF existing.bound IS DISTINCT FROM format('FOR VALUES FROM (%L) TO (%L)', lower_bound, upper_bound) THEN
+            RAISE EXCEPTION 'archive partition "%.%" does not cover the day %', '@extschema@', part, day
+                USING ERRCODE = '42P07',
+                      DETAIL = format('Its bounds are %s; expected %s.', existing.bound,
+                                      format('FOR VALUES FROM (%L) TO (%L)', lower_bound, upper_bound)),
+                      HINT = 'Detach and rename that partition, then run outbox_archive_maintain() again.';
         END IF;
     END LOOP;
     cutoff := now() - retention;
@@ -630,6 +688,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF sub IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
+    END IF;
     UPDATE @extschema@.outbox_subscriptions s SET paused = pause WHERE s.name = sub;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'subscription "%" does not exist', sub
@@ -665,6 +726,9 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
+    IF outbox_unsubscribe.name IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
+    END IF;
     DELETE FROM @extschema@.outbox_subscriptions s WHERE s.name = outbox_unsubscribe.name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'subscription "%" does not exist', outbox_unsubscribe.name

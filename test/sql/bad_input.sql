@@ -164,6 +164,25 @@ SELECT outbox_discard(NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_discard('{}');
 \echo :LAST_ERROR_SQLSTATE
+-- outbox_retry and outbox_discard refuse ids as the C functions do (above):
+-- multi-dimensional, more than 100000, NULL elements.
+SELECT outbox_retry('{{00000000-0000-4000-8000-000000000002}}'::uuid[]);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_discard('{{00000000-0000-4000-8000-000000000002},{00000000-0000-4000-8000-000000000003}}'::uuid[]);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_retry(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100001)));
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_discard(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100001)));
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_retry(ARRAY[NULL]::uuid[]);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_discard(ARRAY['00000000-0000-4000-8000-000000000002', NULL]::uuid[]);
+\echo :LAST_ERROR_SQLSTATE
+-- the same order of checks as the C functions: too many before a NULL element
+SELECT outbox_complete(ARRAY(SELECT NULL::uuid FROM generate_series(1, 100001)), :tok2);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_retry(ARRAY(SELECT NULL::uuid FROM generate_series(1, 100001)));
+\echo :LAST_ERROR_SQLSTATE
 SELECT outbox_replay('00000000-0000-4000-8000-00000000dead');
 \echo :LAST_ERROR_SQLSTATE
 

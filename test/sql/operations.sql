@@ -165,3 +165,76 @@ SELECT outbox_archive_maintain(interval '7 days', 0);
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_archive_maintain(interval '7 days', 61);
 \echo :LAST_ERROR_SQLSTATE
+-- A retention so long that now() - retention is no timestamp is refused
+-- naming the argument; the longest outbox.archive_retention is accepted.
+SELECT outbox_archive_maintain(interval '10000 years');
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_archive_maintain(interval '100000000 years');
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_archive_maintain(interval '5000 years 1 day');
+\echo :LAST_ERROR_SQLSTATE
+SELECT count(*) AS actions FROM outbox_archive_maintain(interval '5000 years', 5);
+SELECT count(*) AS actions FROM outbox_archive_maintain(make_interval(mins => 2147483647 / 2), 5);
+
+-------------------------------------------------------------------------------
+-- A relation with the name of a coming day's partition that is not that
+-- partition is refused, loudly: never taken for the partition (the day's rows
+-- would go to the default partition, and retention would never drop them).
+-------------------------------------------------------------------------------
+-- Its errors, with the day's date in the names and bounds made fixed.
+CREATE FUNCTION pg_temp.maintain_error(days int) RETURNS text
+LANGUAGE plpgsql SET DateStyle = 'ISO' SET TimeZone = 'UTC' AS $$
+DECLARE
+    state text; msg text; detail text; hint text;
+BEGIN
+    PERFORM outbox_archive_maintain(interval '7 days', days);
+    RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, msg = MESSAGE_TEXT,
+                            detail = PG_EXCEPTION_DETAIL, hint = PG_EXCEPTION_HINT;
+    RETURN regexp_replace(regexp_replace(
+               format(E'%s: %s\nDETAIL: %s\nHINT: %s', state, msg, detail, hint),
+               '_p[0-9]{8}', '_pYYYYMMDD', 'g'),
+               '[0-9]{4}-[0-9]{2}-[0-9]{2}', 'YYYY-MM-DD', 'g');
+END
+$$;
+SELECT format('outbox_events_archive_p%s', to_char((now() AT TIME ZONE 'UTC')::date + 6, 'YYYYMMDD')) AS day6 \gset
+SELECT format('outbox_events_archive_p%s', to_char((now() AT TIME ZONE 'UTC')::date + 7, 'YYYYMMDD')) AS day7 \gset
+-- Another role with CREATE on the schema makes a table of that name.
+CREATE ROLE ops_squatter;
+GRANT CREATE ON SCHEMA public TO ops_squatter;
+SET ROLE ops_squatter;
+CREATE TABLE :"day6" (id uuid, completed_on timestamptz);
+RESET ROLE;
+SELECT count(*) AS partitions FROM pg_inherits WHERE inhparent = 'outbox_events_archive'::regclass;
+SELECT pg_temp.maintain_error(6);
+\set VERBOSITY sqlstate
+SELECT outbox_archive_maintain(interval '7 days', 6);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+-- It refused before creating anything.
+SELECT count(*) AS partitions FROM pg_inherits WHERE inhparent = 'outbox_events_archive'::regclass;
+DROP TABLE :"day6";
+-- A partition of the archive under that name, but with the bounds of
+-- another day, is refused too.
+DO $$
+BEGIN
+    EXECUTE format('CREATE TABLE %I PARTITION OF outbox_events_archive FOR VALUES FROM (%L) TO (%L)',
+                   format('outbox_events_archive_p%s', to_char((now() AT TIME ZONE 'UTC')::date + 7, 'YYYYMMDD')),
+                   ((now() AT TIME ZONE 'UTC')::date + 30)::timestamp AT TIME ZONE 'UTC',
+                   ((now() AT TIME ZONE 'UTC')::date + 31)::timestamp AT TIME ZONE 'UTC');
+END
+$$;
+SELECT pg_temp.maintain_error(7);
+\set VERBOSITY sqlstate
+SELECT outbox_archive_maintain(interval '7 days', 7);
+\echo :LAST_ERROR_SQLSTATE
+\set VERBOSITY default
+DROP TABLE :"day7";
+-- Once the names are free, the partitions are made.
+SELECT replace(replace(a, :'day6', 'outbox_events_archive_p<day 6>'), :'day7', 'outbox_events_archive_p<day 7>') AS action
+  FROM outbox_archive_maintain(interval '7 days', 7) a;
+SELECT c.relname = :'day6' AS day6, c.relispartition, pg_get_userbyid(c.relowner) = current_user AS ours
+  FROM pg_class c WHERE c.relname IN (:'day6', :'day7') ORDER BY 1 DESC;
+REVOKE CREATE ON SCHEMA public FROM ops_squatter;
+DROP ROLE ops_squatter;

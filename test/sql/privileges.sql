@@ -9,7 +9,7 @@ CREATE ROLE priv_plain;
 CREATE ROLE priv_app IN ROLE outbox_publisher;
 
 -- The extension is not trusted: only a superuser can install it.
-SELECT trusted, superuser FROM pg_available_extension_versions WHERE name = 'outbox';
+SELECT version, trusted, superuser FROM pg_available_extension_versions WHERE name = 'outbox' ORDER BY version;
 
 -- Who may execute what (PUBLIC stands for every role).
 SELECT p.oid::regprocedure AS function,

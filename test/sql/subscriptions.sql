@@ -36,6 +36,16 @@ SELECT outbox_resume_subscription('users');
 SELECT name, paused FROM outbox_subscriptions ORDER BY name;
 SELECT outbox_pause_subscription('nope');
 SELECT outbox_resume_subscription('nope');
+-- A NULL name is refused as a NULL argument (22004), as outbox_subscribe does.
+SELECT outbox_pause_subscription(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_resume_subscription(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_unsubscribe(NULL);
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_subscribe(NULL, 'user.*', 'on_user');
+\echo :LAST_ERROR_SQLSTATE
+SELECT name, paused FROM outbox_subscriptions ORDER BY name;
 
 -- Drop.
 SELECT outbox_unsubscribe('everything');
