@@ -374,12 +374,14 @@ OUTBOX_SQL_FUNCTION(outbox_publish_batch)
         ctx.index = 0;
         check_transaction_guard("outbox_publish_batch");
 
+        // The ids are the result: allocated here, in the function's context,
+        // not after spi_begin() (SPI_finish frees all that is palloc'd in between).
+        pg_uuid_t *id_values = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t) * n));
         spi_begin();
         for (int i = 0; i < n; i++) {
             ctx.index = i + 1;
-            pg_uuid_t *id = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-            publish_one(args[i], id);
-            ids[i] = UUIDPGetDatum(id);
+            publish_one(args[i], &id_values[i]);
+            ids[i] = UUIDPGetDatum(&id_values[i]);
         }
         spi_end();
         error_context_stack = cb.previous;
