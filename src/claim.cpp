@@ -180,6 +180,12 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         constexpr int kTokenCol = 7;
         SPITupleTable *tt = SPI_tuptable;
         uint64 got = SPI_processed;
+        // The arrays above are sized for these widths: check, never overrun.
+        if (tt->tupdesc->natts != kCols + 1 || rsinfo->setDesc->natts != kCols)
+            ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                            errmsg("outbox: claim returned %d columns for a result of %d, expected %d and %d",
+                                   tt->tupdesc->natts, rsinfo->setDesc->natts, kCols + 1, kCols),
+                            errhint("The extension's SQL objects and its library do not match: run ALTER EXTENSION outbox UPDATE.")));
         ReclaimedRows reclaimed = {nullptr, nullptr};
         if (xact)
             reclaimed = reclaim_met_expired(tt, static_cast<int>(got), kCols + 1);

@@ -5,6 +5,7 @@
 #include "outbox/wakeup.hpp"
 #include "outbox/xact_claims.hpp"
 #include "outbox/worker.hpp"
+#include "outbox/drop_database.hpp"
 
 #include <cstring>
 
@@ -41,6 +42,9 @@ raise_cpp_error()
 static void
 init_module()
 {
+    // pg_upgrade loads libraries into servers that must run nothing of ours.
+    if (IsBinaryUpgrade)
+        return;
     define_gucs();
     define_worker_gucs();
     MarkGUCPrefixReserved("outbox");
@@ -51,6 +55,7 @@ init_module()
     // API works without it, and what needs it says so.
     if (process_shared_preload_libraries_in_progress) {
         install_shmem_hooks();
+        install_drop_database_hook();
         register_launcher();
     }
 }

@@ -20,16 +20,23 @@
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/state.hpp"
+#include "outbox/inflight.hpp"
 #include "outbox/lease.hpp"
+#include "outbox/log_limit.hpp"
 #include "outbox/relay.hpp"
 #include "outbox/worker.hpp"
 #include "outbox/xact_claims.hpp"
 
 extern "C" {
+#include "access/transam.h"
 #include "access/xact.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_proc.h"
 #include "pgstat.h"
+#include "storage/ipc.h"
+#include "storage/lmgr.h"
+#include "storage/pmsignal.h"
 #include "utils/acl.h"
 #include "utils/datum.h"
 #include "utils/regproc.h"
@@ -46,6 +53,25 @@ namespace {
 
 constexpr const char *kRelayConsumer = "outbox relay";
 constexpr int kReclaimLimit = 1000;
+
+// The transaction of the batch being delivered (for the in-flight note).
+TransactionId batch_xid = InvalidTransactionId;
+
+// Final failures and retries are logged once, then at most every few minutes
+// with a count of the others (outbox_worker_stats() counts them all).
+LogLimit failed_log = {};
+LogLimit retried_log = {};
+
+// Between units of work: a cancel or SIGTERM ends the batch, and so does the
+// death of the postmaster (WaitLatch notices it only while the worker sleeps,
+// and a draining relay may not sleep for a long time).
+void
+check_interrupts_and_postmaster()
+{
+    CHECK_FOR_INTERRUPTS();
+    if (!PostmasterIsAlive())
+        proc_exit(1);
+}
 
 struct Subscription {
     char *name;
@@ -134,7 +160,9 @@ call_handler(const Subscription *sub, FmgrInfo *flinfo, Datum row)
     int save_sec;
     GetUserIdAndSecContext(&save_user, &save_sec);
     SetUserIdAndSecContext(sub->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE | SECURITY_RESTRICTED_OPERATION);
-    // Settings the handler changes (SET LOCAL, set_config) end with it.
+    // Settings the handler changes (SET, SET LOCAL, set_config) end with it:
+    // rolled back after the call, as core does around index functions
+    // (commands/vacuum.c), so that no handler runs with another's settings.
     int nest = NewGUCNestLevel();
     if (guc_handler_timeout_ms > 0)
         enable_timeout_after(STATEMENT_TIMEOUT, guc_handler_timeout_ms);
@@ -149,7 +177,7 @@ call_handler(const Subscription *sub, FmgrInfo *flinfo, Datum row)
 
     if (guc_handler_timeout_ms > 0)
         disable_timeout(STATEMENT_TIMEOUT, false);
-    AtEOXact_GUC(true, nest);
+    AtEOXact_GUC(false, nest);
     SetUserIdAndSecContext(save_user, save_sec);
 }
 
@@ -176,13 +204,15 @@ rollback_subxact(MemoryContext cxt, ResourceOwner owner)
     return edata;
 }
 
-// The handlers of events[from..n-1], in order, in one subtransaction.
-// Returns n if it committed; otherwise the index of the event whose handler
-// failed (the subtransaction rolled back: no event of the group took effect),
-// and *error gets the message.
+// The handlers of events[from..n-1], in order, in one subtransaction, until
+// `deadline` has passed (checked after each event but the first). Returns the
+// index of the first event not run: the group committed with the events
+// before it (n, or less at the deadline), *error stays null. Or, if a handler
+// failed, the index of its event: the subtransaction rolled back (no event of
+// the group took effect), and *error gets the message.
 int
 deliver_group(const Event *events, int from, int n, const Subscription *subs, FmgrInfo *handlers, int nsubs,
-              MemoryContext cxt, char **error)
+              MemoryContext cxt, TimestampTz deadline, char **error)
 {
     volatile int current = -1;
     volatile int at = from;
@@ -192,18 +222,22 @@ deliver_group(const Event *events, int from, int n, const Subscription *subs, Fm
     MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
-        for (int e = from; e < n; e++) {
+        int e = from;
+        for (; e < n; e++) {
+            if (e > from && GetCurrentTimestamp() >= deadline)
+                break;
             at = e;
             for (int i = 0; i < nsubs; i++) {
                 if (subs[i].paused || !type_matches(subs[i].pattern, events[e].type))
                     continue;
                 current = i;
+                inflight_set(batch_xid, &events[e].id, subs[i].name);
                 call_handler(&subs[i], &handlers[i], events[e].row);
             }
             current = -1;
         }
         commit_subxact(cxt, owner);
-        at = n;
+        at = e;
     }
     PG_CATCH();
     {
@@ -227,29 +261,22 @@ void
 record_failure(const Event *ev, int64 token, const char *error, MemoryContext cxt, BatchResult *out)
 {
     ResourceOwner owner = CurrentResourceOwner;
+    volatile bool recorded = false;
+    volatile bool failed = false;
+    volatile TimestampTz next = 0;
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
-        TimestampTz next = 0;
+        TimestampTz when = 0;
         spi_begin();
         const char *status = fail_leased(const_cast<pg_uuid_t *>(&ev->id), token, cstring_to_text(error),
-                                         nullptr, true, &next);
+                                         nullptr, true, &when);
+        failed = strcmp(status, "failed") == 0;
+        next = when;
         spi_end();
         commit_subxact(cxt, owner);
-        char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id))));
-        copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, ev->type, error));
-        if (strcmp(status, "failed") == 0) {
-            out->failed++;
-            ereport(WARNING, (errmsg("outbox relay: event %s (%s) failed for good", id, ev->type),
-                              errdetail("%s", error),
-                              errhint("outbox_failed_events() lists it; outbox_retry() queues it again.")));
-        } else {
-            out->retried++;
-            ereport(LOG, (errmsg("outbox relay: event %s (%s) will be retried at %s", id, ev->type,
-                                 timestamptz_to_str(next)),
-                          errdetail("%s", error)));
-        }
+        recorded = true;
     }
     PG_CATCH();
     {
@@ -259,6 +286,31 @@ record_failure(const Event *ev, int64 token, const char *error, MemoryContext cx
         FreeErrorData(edata);
     }
     PG_END_TRY();
+    // Outside the subtransaction's PG_TRY: an error here is the batch's.
+    if (!recorded)
+        return;
+    char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id))));
+    copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, ev->type, error));
+    uint64 others;
+    if (failed) {
+        out->failed++;
+        if (log_limit_allows(&failed_log, &others))
+            ereport(WARNING, (errmsg("outbox relay: event %s (%s) failed for good", id, ev->type),
+                              errdetail("%s", error),
+                              others > 0 ? errhint("%llu more events failed for good since the last such message; "
+                                                   "outbox_failed_events() lists them, outbox_retry() queues them again.",
+                                                   static_cast<unsigned long long>(others))
+                                         : errhint("outbox_failed_events() lists it; outbox_retry() queues it again.")));
+    } else {
+        out->retried++;
+        if (log_limit_allows(&retried_log, &others))
+            ereport(LOG, (errmsg("outbox relay: event %s (%s) will be retried at %s", id, ev->type,
+                                 timestamptz_to_str(next)),
+                          others > 0 ? errdetail("%s (%llu more failed attempts were scheduled for a retry since "
+                                                 "the last such message)",
+                                                 error, static_cast<unsigned long long>(others))
+                                     : errdetail("%s", error)));
+    }
 }
 
 // Move the delivered events (done[i]) to the archive with one statement, in
@@ -287,14 +339,24 @@ begin_work(Oid *save_user, int *save_sec)
     MemoryContext cxt = CurrentMemoryContext;
     SetCurrentStatementStartTimestamp();
     StartTransactionCommand();
-    PushActiveSnapshot(GetTransactionSnapshot());
     MemoryContextSwitchTo(cxt);
-    if (!OidIsValid(get_extension_oid("outbox", true))) {
-        PopActiveSnapshot();
+    // DROP EXTENSION locks the extension before anything of it: holding it
+    // (shared) for the whole unit of work makes a DROP wait for the relay,
+    // instead of the two taking the tables' locks in opposite orders and
+    // deadlocking. Looked up again once locked: a DROP may have just committed.
+    Oid ext = get_extension_oid("outbox", true);
+    if (OidIsValid(ext)) {
+        LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+        if (get_extension_oid("outbox", true) != ext)
+            ext = InvalidOid;
+    }
+    if (!OidIsValid(ext)) {
         CommitTransactionCommand();
         MemoryContextSwitchTo(cxt);
         return false;
     }
+    PushActiveSnapshot(GetTransactionSnapshot());
+    MemoryContextSwitchTo(cxt);
     // The relay's own statements run as the extension's owner, as the
     // SECURITY DEFINER functions do: outbox.role needs no rights on the tables.
     Oid owner = extension_owner_oid();
@@ -303,11 +365,13 @@ begin_work(Oid *save_user, int *save_sec)
     return true;
 }
 
-// When the next event becomes due (between spi_begin and spi_end).
+// When the next event becomes due (between spi_begin and spi_end). Not
+// read-only: it must see the retry times this batch's failures just wrote,
+// which its starting snapshot does not.
 TimestampTz
 next_due()
 {
-    run(Stmt::NextDue, nullptr, nullptr, true, 1);
+    run(Stmt::NextDue, nullptr, nullptr, false, 1);
     bool isnull = true;
     Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
     return isnull ? 0 : DatumGetTimestampTz(d);
@@ -321,6 +385,10 @@ end_work(Oid save_user, int save_sec)
     PopActiveSnapshot();
     CommitTransactionCommand();
     MemoryContextSwitchTo(cxt);
+    // A worker that writes tables reports its statistics (n_tup_del, ...),
+    // or autovacuum and analyze decide on numbers that never moved. At most
+    // once a second; the worker flushes what is left before it sleeps.
+    (void) pgstat_report_stat(false);
 }
 
 } // namespace
@@ -353,6 +421,7 @@ void
 relay_batch(int batch_size, BatchResult *out)
 {
     memset(out, 0, sizeof *out);
+    batch_xid = InvalidTransactionId;
     MemoryContext cxt = CurrentMemoryContext;
     Oid save_user;
     int save_sec;
@@ -390,6 +459,8 @@ relay_batch(int batch_size, BatchResult *out)
     // lease (of an outside consumer) is reclaimed first; one that ran out of
     // attempts is failed instead of handed out.
     SPITupleTable *tt = SPI_tuptable;
+    if (tt->tupdesc->natts != 5)
+        elog(ERROR, "outbox relay: its claim returned %d columns, not 5", tt->tupdesc->natts);
     ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
     Event *events = static_cast<Event *>(MemoryContextAllocZero(cxt, sizeof(Event) * claimed));
     int n = 0;
@@ -411,6 +482,7 @@ relay_batch(int batch_size, BatchResult *out)
         if (claim < 0) {
             token = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
             claim = xact_claim_open(token, cstring_to_text(kRelayConsumer));
+            batch_xid = GetTopTransactionId();  // the claim's row locks gave it one
         }
         Event *ev = &events[n++];
         memcpy(&ev->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
@@ -427,32 +499,51 @@ relay_batch(int batch_size, BatchResult *out)
     pgstat_report_activity(STATE_RUNNING, activity);
     // The events run in one subtransaction for as long as their handlers
     // succeed. When one fails, the group rolls back: the events before it
-    // run again, one subtransaction each (so that a failure among them is
-    // that event's alone), its failure is recorded, and the next group starts
-    // after it.
+    // run again, one subtransaction each (so that each keeps its own
+    // effects), its failure is recorded, and the next group starts after it.
+    // Only an event's own first run of the batch can charge it an attempt:
+    // one whose handlers succeeded and then fail when run again (a handler
+    // that calls out, or is not deterministic) is left unsettled, due again
+    // at once, no attempt counted. The batch ends at outbox.max_batch_duration
+    // (checked between events): the events not run yet are left unsettled too,
+    // and the transaction commits, so that it never holds its locks and the
+    // xmin horizon for long.
     bool *done = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
     FmgrInfo *handlers =
         static_cast<FmgrInfo *>(MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * (nsubs > 0 ? nsubs : 1)));
     for (int i = 0; i < nsubs; i++)
         handlers[i].fn_mcxt = cxt;
+    TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_max_batch_duration_ms);
     for (int from = 0; from < n;) {
-        CHECK_FOR_INTERRUPTS();  // outside any subtransaction: a cancel ends the batch, no event is blamed
+        // Outside any subtransaction: a cancel ends the batch, no event is blamed.
+        check_interrupts_and_postmaster();
+        if (from > 0 && GetCurrentTimestamp() >= deadline) {
+            out->cut_short = true;
+            break;
+        }
         char *error = nullptr;
-        int at = deliver_group(events, from, n, subs, handlers, nsubs, cxt, &error);
+        int at = deliver_group(events, from, n, subs, handlers, nsubs, cxt, deadline, &error);
+        if (error == nullptr) {
+            for (int i = from; i < at; i++)
+                done[i] = true;
+            out->delivered += at - from;
+            from = at;
+            continue;
+        }
         for (int i = from; i < at; i++) {
-            // Committed with the group, or (the group failed at `at`) run again on its own.
-            if (at < n)
-                CHECK_FOR_INTERRUPTS();
+            check_interrupts_and_postmaster();
             char *again = nullptr;
-            if (at == n || deliver_group(events, i, i + 1, subs, handlers, nsubs, cxt, &again) == i + 1) {
+            if (GetCurrentTimestamp() < deadline &&
+                deliver_group(events, i, i + 1, subs, handlers, nsubs, cxt, deadline, &again) == i + 1 &&
+                again == nullptr) {
                 done[i] = true;
                 out->delivered++;
             } else {
-                record_failure(&events[i], token, again, cxt, out);
+                out->requeued++;  // not its own failure (or out of time): due again, uncharged
+                out->cut_short = true;
             }
         }
-        if (at < n)
-            record_failure(&events[at], token, error, cxt, out);
+        record_failure(&events[at], token, error, cxt, out);
         from = at + 1;
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
@@ -464,6 +555,51 @@ relay_batch(int batch_size, BatchResult *out)
     }
     end_work(save_user, save_sec);
     pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+void
+charge_interrupted_delivery(const InflightNote *note)
+{
+    Oid save_user;
+    int save_sec;
+    if (!TransactionIdIsNormal(note->xid) || !begin_work(&save_user, &save_sec))
+        return;
+    // The batch committed after all (the process ended between its commit and
+    // the note's clearing), or is too old to tell: nothing to charge.
+    if (TransactionIdPrecedes(note->xid, ShmemVariableCache->oldestClogXid) || TransactionIdDidCommit(note->xid)) {
+        end_work(save_user, save_sec);
+        return;
+    }
+    pg_uuid_t id = note->event;
+    char *id_text = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&id)));
+    char *error = psprintf("the relay's process ended while subscription \"%s\" handled this event "
+                           "(a handler that ends its own session, a FATAL error or a crash)",
+                           note->subscription);
+    const char *status = nullptr;
+    TimestampTz next = 0;
+    spi_begin();
+    // Still as the batch left it (created, due): hold it as a claim of this
+    // transaction and record the failed attempt as a handler failure is.
+    Datum key = UUIDPGetDatum(&id);
+    run(Stmt::FailLockXact, &key, nullptr, false, 1);
+    if (SPI_processed == 1) {
+        constexpr int64 kChargeToken = -1;  // never drawn from outbox_lease_token_seq
+        int claim = xact_claim_open(kChargeToken, cstring_to_text(kRelayConsumer));
+        xact_claim_add(claim, &id);
+        status = fail_leased(&id, kChargeToken, cstring_to_text(error), nullptr, true, &next);
+    }
+    spi_end();
+    end_work(save_user, save_sec);
+    if (status == nullptr)
+        return;
+    if (strcmp(status, "failed") == 0)
+        ereport(WARNING, (errmsg("outbox relay: event %s failed for good: the relay's process ended while "
+                                 "subscription \"%s\" handled it, once too often", id_text, note->subscription),
+                          errhint("outbox_failed_events() lists it; outbox_retry() queues it again.")));
+    else
+        ereport(LOG, (errmsg("outbox relay: event %s was being handled by subscription \"%s\" when the relay's "
+                             "process ended: counted as a failed attempt, retry at %s",
+                             id_text, note->subscription, timestamptz_to_str(next))));
 }
 
 int

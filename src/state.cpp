@@ -172,6 +172,8 @@ arg_types(Stmt which)
         return {1, {INT4OID}};
     case Stmt::SubscriptionInsert:
         return {4, {TEXTOID, TEXTOID, OIDOID, OIDOID}};
+    case Stmt::ChargeAbandoned:
+        return {3, {INT4OID, UUIDARRAYOID, TEXTOID}};
     case Stmt::Count_:
         break;
     }

@@ -216,6 +216,21 @@ constexpr Template kTemplates[kStatementCount] = {
      "INSERT INTO {s}.outbox_subscriptions (name, event_type, handler, owner)"
      " VALUES ($1, $2, $3::regprocedure, $4::regrole)"
      " ON CONFLICT (name) DO NOTHING RETURNING name"},
+
+    // Events a transaction claim held when its session ended (the backend
+    // exited: terminated, a FATAL error, the connection lost) count a failed
+    // attempt, as an expired lease does; due again at once, failed past the
+    // maximum. Rows locked by someone again meanwhile are left alone.
+    {"charge abandoned",
+     "WITH held AS ("
+     " SELECT e.id FROM {s}.outbox_events e"
+     " WHERE e.id = ANY ($2) AND e.status = 'created'"
+     " FOR UPDATE SKIP LOCKED) "
+     "UPDATE {s}.outbox_events e SET"
+     " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::{s}.outbox_status,"
+     " retry_count = e.retry_count + 1, last_error = $3,"
+     " available_at = statement_timestamp(), next_retry_at = NULL"
+     " WHERE e.id = ANY (ARRAY(SELECT id FROM held))"},
 };
 
 // One template per statement: too many fail to compile; too few leave the

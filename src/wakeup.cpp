@@ -3,7 +3,7 @@
 // Each relay worker publishes its latch in its database's slot. A backend that
 // published marks itself; the transaction callback sets the latch of its
 // database's worker on commit (never before, never on abort). The callback
-// only reads shared memory under a spinlock and sets a latch: nothing in it
+// only reads shared memory under a shared LWLock and sets a latch: nothing in it
 // can raise an ERROR, which at commit time would be a PANIC.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
@@ -29,6 +29,8 @@ namespace {
 shmem_request_hook_type prev_shmem_request_hook = nullptr;
 shmem_startup_hook_type prev_shmem_startup_hook = nullptr;
 
+constexpr const char *kTrancheName = "outbox relay";
+
 // Set by note_published, cleared at the end of every transaction.
 bool wake_at_commit = false;
 
@@ -44,6 +46,7 @@ shmem_request()
     if (prev_shmem_request_hook)
         prev_shmem_request_hook();
     RequestAddinShmemSpace(shared_size());
+    RequestNamedLWLockTranche(kTrancheName, 1);
 }
 
 void
@@ -56,14 +59,15 @@ shmem_startup()
     relay_shared = static_cast<RelayShared *>(ShmemInitStruct("outbox relay", shared_size(), &found));
     if (!found) {
         memset(relay_shared, 0, shared_size());
-        SpinLockInit(&relay_shared->mutex);
+        relay_shared->lock = &(GetNamedLWLockTranche(kTrancheName))->lock;
         relay_shared->nslots = guc_max_databases;
     }
     LWLockRelease(AddinShmemInitLock);
 }
 
 // Runs at commit, where an ERROR would be a PANIC: nothing here can fail or
-// throw (noexcept makes the compiler hold us to no C++ exception).
+// throw (noexcept makes the compiler hold us to no C++ exception). A shared
+// LWLock for a scan of at most outbox.max_databases slots.
 void
 xact_callback(XactEvent event, void *arg) noexcept
 {
@@ -72,7 +76,7 @@ xact_callback(XactEvent event, void *arg) noexcept
     case XACT_EVENT_PARALLEL_COMMIT:
         if (wake_at_commit && relay_shared != nullptr) {
             Latch *latch = nullptr;
-            SpinLockAcquire(&relay_shared->mutex);
+            LWLockAcquire(relay_shared->lock, LW_SHARED);
             for (int i = 0; i < relay_shared->nslots; i++) {
                 RelaySlot *s = &relay_shared->slots[i];
                 if (s->in_use && s->dboid == MyDatabaseId) {
@@ -80,7 +84,7 @@ xact_callback(XactEvent event, void *arg) noexcept
                     break;
                 }
             }
-            SpinLockRelease(&relay_shared->mutex);
+            LWLockRelease(relay_shared->lock);
             // A latch stays valid shared memory even if its owner just
             // exited: a spurious wake-up is harmless.
             if (latch != nullptr)
@@ -155,18 +159,23 @@ OUTBOX_SQL_FUNCTION(outbox_worker_stats)
                                 "in outbox.databases, and restart the server.")));
     InitMaterializedSRF(fcinfo, 0);
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
+    constexpr int kCols = 12;
+    if (rsinfo->setDesc->natts != kCols)
+        ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
+                        errmsg("outbox_worker_stats() is declared with %d columns; this library returns %d",
+                               rsinfo->setDesc->natts, kCols),
+                        errhint("The extension's SQL objects and its library do not match: run ALTER EXTENSION outbox UPDATE.")));
 
     int n = relay_shared->nslots;
     RelaySlot *copy = static_cast<RelaySlot *>(palloc(sizeof(RelaySlot) * n));
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_SHARED);
     memcpy(copy, relay_shared->slots, sizeof(RelaySlot) * n);
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 
     for (int i = 0; i < n; i++) {
         RelaySlot *s = &copy[i];
         if (!s->in_use)
             continue;
-        constexpr int kCols = 12;
         Datum v[kCols];
         bool isnull[kCols] = {};
         v[0] = CStringGetTextDatum(s->dbname);

@@ -14,6 +14,8 @@
 // the cluster down.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
+#include "outbox/inflight.hpp"
+#include "outbox/log_limit.hpp"
 #include "outbox/state.hpp"
 #include "outbox/relay.hpp"
 #include "outbox/wakeup.hpp"
@@ -32,6 +34,7 @@ extern "C" {
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
+#include "storage/pmsignal.h"
 #include "storage/proc.h"
 #include "tcop/tcopprot.h"
 #include "utils/acl.h"
@@ -51,12 +54,14 @@ int guc_max_error_backoff_ms = 30000;
 int guc_archive_retention_min = 7 * 24 * 60;
 char *guc_role = nullptr;
 int guc_handler_timeout_ms = 10000;
+int guc_max_batch_duration_ms = 1000;
 
 namespace {
 
 char my_dbname[NAMEDATALEN];  // the worker's database (no catalog access needed)
 
-constexpr int kRestartDelayMs = 1000;       // a worker that exited is started again after this
+constexpr int kRestartDelayMs = 1000;       // a worker that exited is started again after this,
+constexpr int kStableRunMs = 60 * 1000;     // doubled each time it exits within this of its start
 constexpr int kLauncherRecheckMs = 10000;   // databases not found yet are looked up again
 constexpr int kMissingExtensionRecheckMs = 10000;
 constexpr int kUpkeepMaxIntervalMs = 5000;  // expired leases are looked for at least this often
@@ -93,9 +98,9 @@ slot_at(int i)
 void
 set_activity(int idx, const char *what)
 {
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     strlcpy(slot_at(idx)->activity, what, kActivityLen);
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 }
 
 void
@@ -104,18 +109,18 @@ record_error(int idx, const char *msg)
     char buf[kLastErrorLen];
     copy_message(buf, kLastErrorLen, msg);
     TimestampTz now = GetCurrentTimestamp();
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     memcpy(slot_at(idx)->last_error, buf, kLastErrorLen);
     slot_at(idx)->last_error_at = now;
     strlcpy(slot_at(idx)->activity, "error backoff", kActivityLen);
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 }
 
 void
 record_batch(int idx, const BatchResult &r)
 {
     TimestampTz now = GetCurrentTimestamp();
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     RelaySlot *s = slot_at(idx);
     s->delivered += r.delivered;
     s->failed += r.failed;
@@ -128,28 +133,38 @@ record_batch(int idx, const BatchResult &r)
         memcpy(s->last_error, r.last_error, kLastErrorLen);
         s->last_error_at = now;
     }
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 }
 
 void
 record_reclaimed(int idx, int n, int failed)
 {
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     slot_at(idx)->reclaimed += n;
     slot_at(idx)->failed += failed;
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 }
 
 void
 worker_exit(int code, Datum arg)
 {
     int idx = DatumGetInt32(arg);
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     if (slot_at(idx)->pid == MyProcPid) {
         slot_at(idx)->pid = 0;
         slot_at(idx)->latch = nullptr;
     }
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
+}
+
+// DROP DATABASE of our database is under way (drop_database.cpp): leave.
+bool
+asked_to_leave(int idx)
+{
+    LWLockAcquire(relay_shared->lock, LW_SHARED);
+    bool leave = slot_at(idx)->leave_until != 0;
+    LWLockRelease(relay_shared->lock);
+    return leave;
 }
 
 // ---------------------------------------------------------------------------
@@ -168,6 +183,10 @@ void
 start_round(MemoryContext cxt)
 {
     CHECK_FOR_INTERRUPTS();
+    // WaitLatch notices the postmaster's death only while we sleep; a relay
+    // draining full batches may not sleep for a long time.
+    if (!PostmasterIsAlive())
+        proc_exit(1);
     if (ConfigReloadPending) {
         ConfigReloadPending = false;
         ProcessConfigFile(PGC_SIGHUP);
@@ -177,9 +196,16 @@ start_round(MemoryContext cxt)
 }
 
 void
-worker_loop(int idx)
+worker_loop(int idx, const InflightNote *left)
 {
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox relay", ALLOCSET_DEFAULT_SIZES);
+    // The previous worker's process ended in a handler: charge that event
+    // (once: if charging fails, the error is logged and delivery goes on).
+    volatile bool charge_pending = left != nullptr;
+    // After such an end, the next events run one per transaction, so that
+    // the events delivered before a poison that ends the process again are
+    // committed (a batch dies with all its events).
+    volatile int careful_left = left != nullptr ? guc_batch_size : 0;
     // Changed inside PG_TRY and read after it: volatile.
     volatile TimestampTz next_upkeep = 0;
     volatile TimestampTz next_archive = 0;
@@ -188,6 +214,10 @@ worker_loop(int idx)
 
     for (;;) {
         start_round(cxt);
+        if (asked_to_leave(idx)) {
+            ereport(LOG, (errmsg("outbox relay: leaving database \"%s\": it is being dropped", my_dbname)));
+            proc_exit(0);
+        }
 
         volatile long sleep_ms = guc_poll_interval_ms;
         volatile bool drain = false;
@@ -199,6 +229,10 @@ worker_loop(int idx)
             PG_TRY();
             {
                 BatchResult r;
+                if (charge_pending) {
+                    charge_pending = false;
+                    charge_interrupted_delivery(left);
+                }
                 TimestampTz now = GetCurrentTimestamp();
                 // Upkeep is rescheduled before it runs: if it fails, the
                 // error backs off and delivery goes on meanwhile.
@@ -214,8 +248,10 @@ worker_loop(int idx)
                     if (n > 0)
                         record_reclaimed(idx, n, failed);
                 }
-                set_activity(idx, "delivering");
-                relay_batch(guc_batch_size, &r);
+                set_activity(idx, careful_left > 0 ? "delivering one by one after an abnormal exit" : "delivering");
+                int size = careful_left > 0 ? 1 : guc_batch_size;
+                relay_batch(size, &r);
+                inflight_clear();  // the batch's transaction is over
                 if (r.extension_missing) {
                     if (!was_missing)
                         ereport(LOG, (errmsg("outbox relay: extension \"outbox\" is not installed in database \"%s\": waiting for CREATE EXTENSION",
@@ -232,7 +268,9 @@ worker_loop(int idx)
                                              my_dbname)));
                     was_missing = false;
                     record_batch(idx, r);
-                    drain = r.claimed >= guc_batch_size;
+                    drain = r.claimed >= size || r.cut_short;
+                    if (careful_left > 0)
+                        careful_left = r.claimed == 0 ? 0 : careful_left - r.claimed;
                     if (r.next_due != 0) {
                         long until = ms_until(r.next_due);
                         if (until < sleep_ms)
@@ -253,6 +291,7 @@ worker_loop(int idx)
                 EmitErrorReport();
                 FlushErrorState();
                 AbortOutOfAnyTransaction();
+                inflight_clear();  // rolled back by us, not by a handler ending the process
                 RESUME_INTERRUPTS();
                 MemoryContextSwitchTo(cxt);
                 record_error(idx, edata->message);
@@ -264,8 +303,13 @@ worker_loop(int idx)
             }
             PG_END_TRY();
         }
+        // Statistics held back (at most one flush a second) go out before a
+        // long sleep.
+        long stats_ms = pgstat_report_stat(false);
         if (drain)
             continue;
+        if (stats_ms > 0 && stats_ms < sleep_ms)
+            sleep_ms = stats_ms;
         (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
     }
@@ -278,8 +322,14 @@ struct LauncherSlot {
     BackgroundWorkerHandle *handle;
     Oid role;
     bool stopping;
+    TimestampTz started_at;
     TimestampTz stopped_at;
+    int restart_delay_ms;     // doubles while the worker keeps exiting soon after its start
 };
+
+// The launcher's warnings: one line per condition, then at most every few
+// minutes (with how often it recurred meanwhile).
+LogLimit no_slot_log = {};
 
 LauncherSlot *local_slots = nullptr;
 
@@ -308,6 +358,7 @@ shared_catalog_lookup(Oid relid, const char *name)
     return found;
 }
 char last_missing[1024];
+TimestampTz last_missing_at = 0;
 
 BgwHandleStatus
 worker_status(int i)
@@ -339,13 +390,22 @@ start_worker(int i, Oid dboid, Oid role)
 
     BackgroundWorkerHandle *handle;
     if (!RegisterDynamicBackgroundWorker(&w, &handle)) {
-        ereport(WARNING, (errmsg("outbox launcher: could not start the relay for database \"%s\"", slot_at(i)->dbname),
-                          errhint("Raise max_worker_processes: the relay needs one worker per database plus its launcher.")));
+        uint64 others;
+        if (log_limit_allows(&no_slot_log, &others))
+            ereport(WARNING, (errmsg("outbox launcher: no background worker slot free for the relay of database \"%s\"",
+                                     slot_at(i)->dbname),
+                              others > 0 ? errdetail("That happened %llu more times since the last such message.",
+                                                     static_cast<unsigned long long>(others))
+                                         : 0,
+                              errhint("Raise max_worker_processes: the relay needs one worker per database plus its "
+                                      "launcher. The launcher keeps trying; this message repeats at most every %d minutes.",
+                                      kLogRepeatMs / 60000)));
         return false;
     }
     local_slots[i].handle = handle;
     local_slots[i].role = role;
     local_slots[i].stopping = false;
+    local_slots[i].started_at = GetCurrentTimestamp();
     local_slots[i].stopped_at = 0;
     return true;
 }
@@ -354,40 +414,43 @@ start_worker(int i, Oid dboid, Oid role)
 void
 adopt_leftovers()
 {
+    int nslots = relay_shared->nslots;
+    int *pids = static_cast<int *>(palloc(sizeof(int) * nslots));
     for (int attempt = 0; attempt < 100; attempt++) {
         bool any = false;
-        SpinLockAcquire(&relay_shared->mutex);
-        for (int i = 0; i < relay_shared->nslots; i++) {
-            int pid = slot_at(i)->pid;
-            if (pid != 0) {
+        LWLockAcquire(relay_shared->lock, LW_SHARED);
+        for (int i = 0; i < nslots; i++)
+            pids[i] = slot_at(i)->pid;
+        LWLockRelease(relay_shared->lock);
+        for (int i = 0; i < nslots; i++) {
+            if (pids[i] != 0) {
                 any = true;
                 if (attempt == 0)
-                    kill(pid, SIGTERM);
+                    kill(pids[i], SIGTERM);  // no system call under the lock
             }
         }
-        SpinLockRelease(&relay_shared->mutex);
         if (!any)
             break;
         (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 100, PG_WAIT_EXTENSION);
         ResetLatch(MyLatch);
         CHECK_FOR_INTERRUPTS();
     }
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     for (int i = 0; i < relay_shared->nslots; i++)
         if (slot_at(i)->pid == 0)
             memset(slot_at(i), 0, sizeof(RelaySlot));
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 }
 
 int
 find_or_assign_slot(Oid dboid, const char *dbname)
 {
     int free_slot = -1;
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     for (int i = 0; i < relay_shared->nslots; i++) {
         RelaySlot *s = slot_at(i);
         if (s->in_use && s->dboid == dboid) {
-            SpinLockRelease(&relay_shared->mutex);
+            LWLockRelease(relay_shared->lock);
             return i;
         }
         if (!s->in_use && s->pid == 0 && free_slot < 0)
@@ -401,7 +464,7 @@ find_or_assign_slot(Oid dboid, const char *dbname)
         strlcpy(s->dbname, dbname, NAMEDATALEN);
         strlcpy(s->activity, "starting", kActivityLen);
     }
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
     return free_slot;
 }
 
@@ -417,8 +480,10 @@ launcher_pass()
     int nwant = 0;
     Oid role = InvalidOid;
     bool role_ok = true;
-    StringInfoData missing;
+    StringInfoData missing;  // names in outbox.databases / outbox.role that do not exist
     initStringInfo(&missing);
+    StringInfoData toomany;  // databases that exist, past outbox.max_databases
+    initStringInfo(&toomany);
 
     if (guc_enabled && guc_databases != nullptr && guc_databases[0] != '\0') {
         char *raw = pstrdup(guc_databases);
@@ -446,8 +511,7 @@ launcher_pass()
             if (dup)
                 continue;
             if (nwant == nslots) {
-                appendStringInfo(&missing, "%sdatabase %s (outbox.max_databases = %d reached)",
-                                 missing.len > 0 ? ", " : "", name, nslots);
+                appendStringInfo(&toomany, "%s%s", toomany.len > 0 ? ", " : "", name);
                 continue;
             }
             want_names[nwant] = pstrdup(name);
@@ -457,15 +521,26 @@ launcher_pass()
         if (!role_ok)
             nwant = 0;
     }
-    if (strcmp(missing.data, last_missing) != 0) {
-        if (missing.len > 0)
+    // Said once when it changes, and again at most every few minutes while it lasts.
+    appendStringInfo(&missing, "|%s", toomany.data);
+    TimestampTz now = GetCurrentTimestamp();
+    if (strcmp(missing.data, last_missing) != 0 ||
+        (missing.len > 1 && TimestampDifferenceExceeds(last_missing_at, now, kLogRepeatMs))) {
+        char *bar = strrchr(missing.data, '|');
+        *bar = '\0';
+        if (missing.data[0] != '\0')
             ereport(WARNING, (errmsg("outbox launcher: not found: %s", missing.data),
-                              errhint("Check outbox.databases, outbox.role and outbox.max_databases in postgresql.conf; "
+                              errhint("Check outbox.databases and outbox.role in postgresql.conf; "
                                       "the launcher looks again every %d seconds.", kLauncherRecheckMs / 1000)));
+        if (toomany.len > 0)
+            ereport(WARNING, (errmsg("outbox launcher: not serving database%s %s: outbox.max_databases (%d) are served already",
+                                     strchr(toomany.data, ',') ? "s" : "", toomany.data, nslots),
+                              errhint("Raise outbox.max_databases (needs a restart), or list fewer databases in outbox.databases.")));
+        *bar = '|';
         strlcpy(last_missing, missing.data, sizeof last_missing);
+        last_missing_at = now;
     }
 
-    TimestampTz now = GetCurrentTimestamp();
     // Stop what is no longer wanted; forget it once it has stopped.
     for (int i = 0; i < nslots; i++) {
         if (!slot_at(i)->in_use)
@@ -490,9 +565,10 @@ launcher_pass()
                     pfree(local_slots[i].handle);
                 memset(&local_slots[i], 0, sizeof(LauncherSlot));
                 if (!wanted) {
-                    SpinLockAcquire(&relay_shared->mutex);
+                    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
                     slot_at(i)->in_use = false;
-                    SpinLockRelease(&relay_shared->mutex);
+                    slot_at(i)->leave_until = 0;
+                    LWLockRelease(relay_shared->lock);
                 }
             }
         }
@@ -511,18 +587,37 @@ launcher_pass()
             continue;
         if (st == BGWH_POSTMASTER_DIED)
             proc_exit(1);
-        if (local_slots[i].handle != nullptr) {
-            // It exited: start it again after a short delay.
-            pfree(local_slots[i].handle);
-            local_slots[i].handle = nullptr;
-            local_slots[i].stopped_at = now;
-            ereport(LOG, (errmsg("outbox launcher: the relay for database \"%s\" exited; restarting it in %d ms",
-                                 slot_at(i)->dbname, kRestartDelayMs)));
-        }
-        if (local_slots[i].stopped_at != 0 &&
-            !TimestampDifferenceExceeds(local_slots[i].stopped_at, now, kRestartDelayMs)) {
+        // Its database is being dropped: not before the DROP had its time.
+        LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
+        TimestampTz leave_until = slot_at(i)->leave_until;
+        if (leave_until != 0 && now >= leave_until)
+            slot_at(i)->leave_until = leave_until = 0;  // the DROP failed: serve it again
+        LWLockRelease(relay_shared->lock);
+        if (leave_until != 0) {
             timeout = Min(timeout, kRestartDelayMs);
             continue;
+        }
+        LauncherSlot &ls = local_slots[i];
+        if (ls.handle != nullptr) {
+            // It exited: start it again after a delay that doubles (up to
+            // outbox.max_error_backoff) while it keeps exiting soon after its start.
+            pfree(ls.handle);
+            ls.handle = nullptr;
+            ls.stopped_at = now;
+            if (ls.restart_delay_ms == 0 || TimestampDifferenceExceeds(ls.started_at, now, kStableRunMs))
+                ls.restart_delay_ms = kRestartDelayMs;
+            else
+                ls.restart_delay_ms = Min(ls.restart_delay_ms * 2, Max(guc_max_error_backoff_ms, kRestartDelayMs));
+            ereport(LOG, (errmsg("outbox launcher: the relay for database \"%s\" exited; restarting it in %d ms",
+                                 slot_at(i)->dbname, ls.restart_delay_ms)));
+        }
+        if (ls.stopped_at != 0) {
+            long left = ls.restart_delay_ms -
+                        static_cast<long>((now - ls.stopped_at) / 1000);
+            if (left > 0) {
+                timeout = Min(timeout, left);
+                continue;
+            }
         }
         if (!start_worker(i, want[k], role))
             timeout = Min(timeout, kRestartDelayMs);
@@ -577,6 +672,14 @@ define_worker_gucs()
         "A handler that runs longer is cancelled: its event is retried with backoff.",
         &guc_handler_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
+    DefineCustomIntVariable(
+        "outbox.max_batch_duration",
+        "Longest time one relay batch runs handlers before it commits.",
+        "Checked between events: the events not run yet are claimed again by the next batch, at once, no attempt "
+        "counted. Bounds how long a batch holds its row locks and the xmin horizon that keeps vacuum from "
+        "cleaning outbox_events.",
+        &guc_max_batch_duration_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
     // Sizes shared memory: only when preloaded (a PGC_POSTMASTER setting
     // cannot be created after startup).
     if (process_shared_preload_libraries_in_progress) {
@@ -624,9 +727,9 @@ launcher_main(Datum arg)
     local_slots = static_cast<LauncherSlot *>(
         MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * relay_shared->nslots));
     adopt_leftovers();
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     relay_shared->launcher_pid = MyProcPid;
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
 
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher", ALLOCSET_DEFAULT_SIZES);
     for (;;) {
@@ -651,7 +754,7 @@ worker_main(Datum arg)
 
     if (relay_shared == nullptr || idx < 0 || idx >= relay_shared->nslots)
         proc_exit(0);
-    SpinLockAcquire(&relay_shared->mutex);
+    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
     RelaySlot *s = slot_at(idx);
     bool mine = s->in_use && s->dboid == args.dboid && s->pid == 0;
     if (mine) {
@@ -661,10 +764,12 @@ worker_main(Datum arg)
         strlcpy(s->activity, "starting", kActivityLen);
         strlcpy(my_dbname, s->dbname, NAMEDATALEN);
     }
-    SpinLockRelease(&relay_shared->mutex);
+    LWLockRelease(relay_shared->lock);
     if (!mine)
         proc_exit(0);
     before_shmem_exit(worker_exit, Int32GetDatum(idx));
+    InflightNote left;
+    bool had_note = inflight_open(args.dboid, &left);
 
     pgstat_report_appname("outbox relay");
     // No JIT in the relay: its statements are short, and with stale statistics
@@ -672,7 +777,7 @@ worker_main(Datum arg)
     SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
     in_relay_worker = true;
     ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
-    worker_loop(idx);
+    worker_loop(idx, had_note ? &left : nullptr);
 }
 
 } // namespace

@@ -5,8 +5,10 @@
 
 extern "C" {
 #include "access/xact.h"
+#include "storage/ipc.h"
 #include "storage/proc.h"
 #include "utils/hsearch.h"
+#include "utils/snapmgr.h"
 }
 
 #include <cstring>
@@ -124,6 +126,74 @@ xact_callback(XactEvent event, void *) noexcept
     }
 }
 
+// The session ended (proc_exit: terminated, a FATAL error, the connection
+// lost) while its transaction held events of outbox_claim_xact() it had not
+// settled. A plain rollback hands them back uncharged, as the consumer
+// chose; an ending session is a consumer that died with them, as one whose
+// lease expires: each counts a failed attempt, so that an event that ends the
+// sessions handling it reaches failed instead of coming back forever. Runs
+// as a before_shmem_exit callback, before core aborts the transaction, as
+// core's own temporary-schema cleanup does (namespace.c): abort, then one
+// short transaction of its own.
+void
+charge_abandoned_claims(int code, Datum arg)
+{
+    if (!current() || in_relay_worker)
+        return;  // the relay charges through its in-flight note (inflight.hpp)
+    long total = hash_get_num_entries(reg.events);
+    if (total == 0)
+        return;
+    Datum *ids = static_cast<Datum *>(MemoryContextAlloc(TopMemoryContext, sizeof(Datum) * total));
+    pg_uuid_t *copies = static_cast<pg_uuid_t *>(MemoryContextAlloc(TopMemoryContext, sizeof(pg_uuid_t) * total));
+    char consumer[NAMEDATALEN * 4] = "an unnamed consumer";
+    int k = 0;
+    HASH_SEQ_STATUS scan;
+    hash_seq_init(&scan, reg.events);
+    EventRec *e;
+    while ((e = static_cast<EventRec *>(hash_seq_search(&scan))) != nullptr) {
+        const ClaimRec &c = reg.claims[e->claim];
+        if (c.subid == InvalidSubTransactionId || e->settled != InvalidSubTransactionId)
+            continue;
+        if (k == 0 && c.consumer != nullptr)
+            text_to_cstring_buffer(c.consumer, consumer, sizeof consumer);
+        copies[k] = e->id;
+        ids[k] = UUIDPGetDatum(&copies[k]);
+        k++;
+    }
+    if (k == 0)
+        return;
+
+    AbortOutOfAnyTransaction();  // releases the row locks; forgets the registry
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    if (!OidIsValid(get_extension_oid("outbox", true))) {
+        CommitTransactionCommand();
+        return;
+    }
+    PushActiveSnapshot(GetTransactionSnapshot());
+    Oid save_user;
+    int save_sec;
+    GetUserIdAndSecContext(&save_user, &save_sec);
+    SetUserIdAndSecContext(extension_owner_oid(), save_sec | SECURITY_LOCAL_USERID_CHANGE);
+    char *error = psprintf("the session of %s ended while its transaction held this event (outbox_claim_xact)",
+                           consumer);
+    Datum values[3] = {Int32GetDatum(guc_max_retries),
+                       PointerGetDatum(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                       CStringGetTextDatum(error)};
+    spi_begin();
+    run(Stmt::ChargeAbandoned, values, nullptr);
+    uint64 charged = SPI_processed;
+    spi_end();
+    SetUserIdAndSecContext(save_user, save_sec);
+    PopActiveSnapshot();
+    CommitTransactionCommand();
+    ereport(LOG, (errmsg("outbox: the session of %s ended holding %d events it had claimed with outbox_claim_xact() "
+                         "and not settled: " UINT64_FORMAT " of them counted a failed attempt",
+                         consumer, k, charged)));
+}
+
+bool exit_callback_registered = false;
+
 int
 find_claim(int64 token)
 {
@@ -147,6 +217,10 @@ register_xact_claims_callback()
 int
 xact_claim_open(int64 token, text *consumer)
 {
+    if (!exit_callback_registered && !in_relay_worker) {
+        before_shmem_exit(charge_abandoned_claims, (Datum) 0);
+        exit_callback_registered = true;
+    }
     ensure_registry();
     if (reg.nclaims == reg.cap) {
         reg.cap *= 2;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include "outbox/pg.hpp"
+#include "outbox/inflight.hpp"
 #include "outbox/wakeup.hpp"
 
 namespace outbox {
@@ -14,6 +15,8 @@ struct BatchResult {
     int delivered;
     int retried;
     int failed;
+    int requeued;            // left unsettled, due again at once, no attempt counted
+    bool cut_short;          // events claimed but not run (time budget): claim again at once
     TimestampTz next_due;    // when the next event becomes due (a retry, a delivery
                              // time, the end of a lease); 0: none known
     char last_error[kLastErrorLen]; // the last handler failure of the batch ("" if none)
@@ -22,6 +25,10 @@ struct BatchResult {
 // Run one batch of at most `batch_size` events in its own transaction.
 // Raises ERROR on a failure outside the handlers (the caller aborts).
 void relay_batch(int batch_size, BatchResult *out);
+
+// A previous worker left `note` (inflight.hpp): if that batch did not
+// commit, charge its event one failed attempt (own transaction).
+void charge_interrupted_delivery(const InflightNote *note);
 
 // Take back expired leases of external consumers (own transaction);
 // returns how many, and how many of those became failed.

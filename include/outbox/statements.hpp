@@ -37,6 +37,7 @@ enum class Stmt : int {
     ArchiveMaintain, // $1 retention minutes -> actions taken
     NextDue,         // -> earliest available_at still ahead (retry, delivery time, lease end)
     SubscriptionInsert, // $1 name, $2 event_type, $3 handler oid, $4 owner oid -> name (none on conflict)
+    ChargeAbandoned, // $1 max_retries, $2 ids (of a transaction claim whose session ended), $3 error
     Count_
 };
 

@@ -9,7 +9,7 @@
 
 extern "C" {
 #include "storage/latch.h"
-#include "storage/spin.h"
+#include "storage/lwlock.h"
 }
 
 namespace outbox {
@@ -18,7 +18,7 @@ constexpr int kActivityLen = 64;
 constexpr int kLastErrorLen = 512;
 
 // One database served by a relay worker. Every field is protected by
-// RelayShared::mutex.
+// RelayShared::lock (an LWLock of the "outbox relay" tranche).
 struct RelaySlot {
     bool in_use;                   // assigned to a database by the launcher
     Oid dboid;
@@ -35,10 +35,12 @@ struct RelaySlot {
     TimestampTz last_batch_at;
     TimestampTz last_error_at;
     char last_error[kLastErrorLen];
+    TimestampTz leave_until;       // DROP DATABASE under way: the worker leaves and is
+                                   // not started again before this (0: not asked)
 };
 
 struct RelayShared {
-    slock_t mutex;
+    LWLock *lock;
     int launcher_pid;
     int nslots;
     RelaySlot slots[FLEXIBLE_ARRAY_MEMBER];

@@ -14,6 +14,7 @@ extern int guc_max_error_backoff_ms;
 extern int guc_archive_retention_min;
 extern char *guc_role;
 extern int guc_handler_timeout_ms;
+extern int guc_max_batch_duration_ms;
 
 void define_worker_gucs();
 
