@@ -248,8 +248,9 @@ def _():
                                 WHERE id = ANY(%s) AND status = 'created' AND retry_count = 0""",
                             (all_ids,)).fetchone() == (4,)
 
-        # A consumer whose server process dies while it holds the batch (its
-        # backend terminated): the same, the events are due again at once.
+        # A consumer whose session ends while it holds the batch (its backend
+        # terminated): it died with them, as one whose lease expires: the
+        # events are due again at once, each with one failed attempt counted.
         # (Not `with connect()`: leaving that block would COMMIT on the dead connection.)
         doomed = connect()
         try:
@@ -267,17 +268,18 @@ def _():
         finally:
             doomed.close()
         assert conn.execute("""SELECT count(*) FROM outbox_events
-                                WHERE id = ANY(%s) AND status = 'created' AND retry_count = 0""",
+                                WHERE id = ANY(%s) AND status = 'created' AND retry_count = 1
+                                  AND last_error LIKE 'the session of psycopg-doomed ended%%'""",
                             (all_ids,)).fetchone() == (4,)
 
         done, failed = consume_in_transaction(conn, handle, consumer="psycopg-xact", types=["example.psycopg.xact"])
         assert sorted(done) == sorted(good) and failed == [poison], (done, failed)
         assert [where_is(conn, i) for i in good] == [("archive", "completed")] * 3
         assert conn.execute("SELECT count(*), max(attempt) FROM deliveries WHERE event_id = ANY(%s)",
-                            (good,)).fetchone() == (3, 1)
+                            (good,)).fetchone() == (3, 2)
         status, retries, error = conn.execute(
             "SELECT status::text, retry_count, last_error FROM outbox_events WHERE id = %s", (poison,)).fetchone()
-        assert (status, retries, error) == ("created", 1, "ValueError: cannot project a poison event"), (status, retries, error)
+        assert (status, retries, error) == ("created", 2, "ValueError: cannot project a poison event"), (status, retries, error)
 
 
 @check("worker delivery: a committed event reaches a SQL subscription handler, payload intact")
