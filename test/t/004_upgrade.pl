@@ -1,0 +1,249 @@
+# ALTER EXTENSION outbox UPDATE from the released 0.1.0, with data in it.
+#
+# A database gets outbox 0.1.0 (the frozen install script) and events in
+# every state: due, scheduled, active under a lease, waiting for a retry,
+# failed, delivered and discarded (in the archive, in partitions made by
+# outbox_archive_maintain), plus subscriptions, one paused. It is updated to
+# 0.1.1. Afterwards every row is as it was, the lease taken before the update
+# still holds, the 0.1.1 behaviour is there (the ids errors of outbox_retry
+# and outbox_discard, NULL subscription names, retention bounds, a table
+# squatting a partition's name refused), and the updated extension is the
+# same, object for object, as a fresh CREATE EXTENSION of 0.1.1 in another
+# database: members, function definitions, privileges and comments, columns,
+# constraints and indexes, the tables pg_dump dumps with their rows.
+use strict;
+use warnings;
+
+use FindBin;
+use lib $FindBin::RealBin;
+use OutboxCore;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+my $node = core_node('upgrade', "outbox.require_transaction = off\n");
+$node->start;
+
+sub sql
+{
+	my ($db, $query) = @_;
+	return $node->safe_psql($db, "SET search_path = outbox, public;\n$query");
+}
+
+# The SQLSTATE a statement fails with ('' if it succeeds).
+my $sqlstate_fn = q{
+	CREATE FUNCTION public.sqlstate_of(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+	BEGIN
+		EXECUTE stmt;
+		RETURN '';
+	EXCEPTION WHEN OTHERS THEN
+		RETURN SQLSTATE;
+	END $$;
+};
+
+for my $db ('upgraded', 'fresh')
+{
+	$node->safe_psql('postgres', "CREATE DATABASE $db");
+	$node->safe_psql($db, "CREATE SCHEMA outbox; $sqlstate_fn");
+}
+
+is($node->safe_psql('postgres',
+	q{SELECT string_agg(source || '->' || target, ' ' ORDER BY source, target) FROM pg_extension_update_paths('outbox')
+	   WHERE path IS NOT NULL}),
+	'0.1.0->0.1.1', 'an update path from 0.1.0 to 0.1.1 is shipped');
+
+sql('upgraded', q{CREATE EXTENSION outbox SCHEMA outbox VERSION '0.1.0'});
+is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.0',
+	'0.1.0 installs from its frozen script');
+is(sql('upgraded', q{SELECT sqlstate_of($$SELECT outbox.outbox_retry('{{00000000-0000-4000-8000-000000000001}}')$$)}),
+	'0A000', '0.1.0 behaves as released (a 2-D ids array to outbox_retry: 0A000)');
+
+# Events in every state, with fixed ids; subscriptions; archive partitions.
+sql('upgraded', q{
+	CREATE FUNCTION public.ev(n int) RETURNS uuid LANGUAGE sql AS
+		$$ SELECT ('00000000-0000-0000-0000-' || lpad(n::text, 12, '0'))::uuid $$;
+	CREATE TABLE public.effects (event_id uuid PRIMARY KEY);
+	CREATE FUNCTION public.on_order(e outbox.outbox_events) RETURNS void LANGUAGE sql AS
+		$$ INSERT INTO public.effects VALUES (e.id) $$;
+
+	BEGIN;
+	SELECT outbox_publish(t, jsonb_build_object('order', n),
+	                      ordering_key => CASE WHEN n IN (1, 2) THEN 'customer-7' END,
+	                      headers => jsonb_build_object('trace', 'abc-' || n), id => ev(n))
+	  FROM (VALUES (1, 'order.created'), (2, 'order.created'), (3, 'order.paid'), (4, 'order.paid'),
+	               (5, 'order.shipped'), (6, 'order.bad'), (7, 'order.retry'), (8, 'order.poison'),
+	               (9, 'order.cancelled')) v(n, t);
+	SELECT outbox_publish('order.reminder', '{"order": 10}', delay => '1 day', id => ev(10));
+	COMMIT;
+
+	-- delivered: 3, 4
+	SELECT outbox_complete(array_agg(id), min(lease_token))
+	  FROM outbox_claim(10, '1 minute', 'worker-z', ARRAY['order.paid']);
+	-- 1 (customer-7's first; 2 waits behind it) and 5: leased for an hour by worker-a
+	SELECT count(*) FROM outbox_claim(10, '1 hour', 'worker-a', ARRAY['order.created', 'order.shipped']);
+	-- 6: failed for good; 7: waits for a retry in an hour; 8: failed, then discarded
+	SELECT outbox_fail(id, lease_token, 'permanent: bad address', retryable => false)
+	  FROM outbox_claim(10, '1 minute', 'worker-b', ARRAY['order.bad']);
+	SELECT outbox_fail(id, lease_token, 'timeout talking to the broker', retry_in => '1 hour')
+	  FROM outbox_claim(10, '1 minute', 'worker-b', ARRAY['order.retry']);
+	SELECT outbox_fail(id, lease_token, 'poison', retryable => false)
+	  FROM outbox_claim(10, '1 minute', 'worker-b', ARRAY['order.poison']);
+	SELECT outbox_discard(ARRAY[ev(8)]);
+	SELECT count(*) FROM outbox_archive_maintain('7 days', 3);
+
+	SELECT outbox_subscribe('orders', 'order.*', 'on_order');
+	SELECT outbox_subscribe('refunds', 'refund.*', 'on_order');
+	SELECT outbox_pause_subscription('refunds');
+});
+
+my $states_sql = q{SELECT string_agg(right(id::text, 2) || ':' || status, ' ' ORDER BY seq) FROM outbox_events};
+is(sql('upgraded', $states_sql), '01:active 02:created 05:active 06:failed 07:created 09:created 10:created',
+	'0.1.0: events in every state');
+
+# Everything stored: every row of every table of the extension (all
+# columns), the partitions and their bounds, the sequences.
+my $data_sql = q{
+	SELECT e::text FROM outbox_events e ORDER BY seq;
+	SELECT a::text, a.tableoid::regclass FROM outbox_events_archive a ORDER BY id;
+	SELECT s::text FROM outbox_subscriptions s ORDER BY name;
+	SELECT c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid)
+	  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+	 WHERE i.inhparent = 'outbox.outbox_events_archive'::regclass ORDER BY 1;
+	SELECT last_value, is_called FROM outbox_lease_token_seq;
+	SELECT pg_sequence_last_value(pg_get_serial_sequence('outbox.outbox_events', 'seq'));
+};
+my $before = sql('upgraded', $data_sql);
+my ($worker_a_token) = sql('upgraded',
+	q{SELECT DISTINCT lease_token FROM outbox_events WHERE lease_owner = 'worker-a'});
+
+sql('upgraded', q{ALTER EXTENSION outbox UPDATE TO '0.1.1'});
+is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.1',
+	'ALTER EXTENSION outbox UPDATE TO 0.1.1');
+is(sql('upgraded', $data_sql), $before,
+	'every event, archived event, partition, subscription and sequence is as before the update');
+
+# The 0.1.1 behaviour.
+my %new_errors = (
+	q{SELECT outbox.outbox_retry('{{00000000-0000-4000-8000-000000000001}}')} => '2202E',
+	q{SELECT outbox.outbox_discard('{{00000000-0000-4000-8000-000000000001}}')} => '2202E',
+	q{SELECT outbox.outbox_retry(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100001)))} => '54000',
+	q{SELECT outbox.outbox_discard(ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 100001)))} => '54000',
+	q{SELECT outbox.outbox_pause_subscription(NULL)} => '22004',
+	q{SELECT outbox.outbox_resume_subscription(NULL)} => '22004',
+	q{SELECT outbox.outbox_unsubscribe(NULL)} => '22004',
+	q{SELECT outbox.outbox_archive_maintain(interval '10000 years')} => '22023',
+);
+for my $stmt (sort keys %new_errors)
+{
+	is(sql('upgraded', "SELECT sqlstate_of(\$q\$$stmt\$q\$)"), $new_errors{$stmt},
+		"updated: $stmt fails with $new_errors{$stmt}");
+}
+# A table of another role squatting a coming day's partition name is refused.
+sql('upgraded', q{
+	CREATE ROLE squatter;
+	GRANT USAGE, CREATE ON SCHEMA outbox TO squatter;
+	SET ROLE squatter;
+	SELECT format('CREATE TABLE outbox.outbox_events_archive_p%s (id uuid)',
+	              to_char((now() AT TIME ZONE 'UTC')::date + 5, 'YYYYMMDD')) \gexec
+	RESET ROLE;
+});
+is(sql('upgraded', q{SELECT sqlstate_of($$SELECT outbox.outbox_archive_maintain('7 days', 5)$$)}), '42P07',
+	'updated: a table squatting a partition name is refused (42P07)');
+sql('upgraded', q{
+	SELECT format('DROP TABLE outbox.outbox_events_archive_p%s',
+	              to_char((now() AT TIME ZONE 'UTC')::date + 5, 'YYYYMMDD')) \gexec
+	REVOKE ALL ON SCHEMA outbox FROM squatter;
+	DROP ROLE squatter;
+});
+is(sql('upgraded', q{SELECT count(*) FROM outbox_archive_maintain('7 days', 5)}), '2',
+	'updated: then the missing partitions are made');
+
+# The data works as before: the lease taken before the update, retry,
+# discard, publish, claim, complete.
+ok(sql('upgraded', qq{SELECT outbox_heartbeat(ARRAY[ev(1), ev(5)], $worker_a_token, '1 hour') > now()}),
+	'updated: the lease taken before the update heartbeats');
+is(sql('upgraded', qq{SELECT outbox_complete(ARRAY[ev(1), ev(5)], $worker_a_token)}), '2',
+	'updated: and completes');
+is(sql('upgraded', q{SELECT outbox_retry(ARRAY[ev(6)])}), '1', 'updated: the failed event is retried');
+sql('upgraded', q{SELECT outbox_publish('order.created', '{"order": 11}', id => ev(11))});
+is(sql('upgraded', q{
+	CREATE TABLE public.claimed AS SELECT * FROM outbox_claim(100, '1 minute', 'after-update');
+	SELECT string_agg(right(id::text, 2), ' ' ORDER BY id) FROM claimed}),
+	'02 06 09 11', 'updated: a claim takes the due events, customer-7 in order');
+is(sql('upgraded', q{SELECT outbox_complete(array_agg(id), min(lease_token)) FROM claimed}), '4',
+	'updated: the claimed events complete');
+is(sql('upgraded', q{SELECT string_agg(right(id::text, 2) || ':' || status, ' ' ORDER BY id) FROM outbox_events_archive}),
+	'01:completed 02:completed 03:completed 04:completed 05:completed 06:completed 08:failed 09:completed 11:completed',
+	'updated: the archive holds what was delivered or discarded, before and after the update');
+
+# The updated extension equals a fresh install of 0.1.1, object for object.
+sql('fresh', q{CREATE EXTENSION outbox SCHEMA outbox});
+is(sql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.1', 'fresh install of 0.1.1');
+
+my $schema_sql = q{
+	-- the extension's members
+	SELECT 'member ' || pg_describe_object(d.classid, d.objid, d.objsubid)
+	  FROM pg_depend d JOIN pg_extension x ON x.oid = d.refobjid
+	 WHERE d.refclassid = 'pg_extension'::regclass AND x.extname = 'outbox' AND d.deptype = 'e'
+	 ORDER BY 1;
+	-- the tables pg_dump dumps with their rows
+	SELECT 'config ' || c::regclass || ' ' || coalesce(w, '')
+	  FROM pg_extension x, unnest(x.extconfig, x.extcondition) AS u(c, w)
+	 WHERE x.extname = 'outbox' ORDER BY 1;
+	-- functions: definition (arguments, defaults, volatility, security,
+	-- settings, body), owner, privileges, comment
+	SELECT pg_get_functiondef(p.oid) || E'\n-- owner ' || pg_get_userbyid(p.proowner)
+	       || E'\n-- acl ' || coalesce(p.proacl::text, 'default')
+	       || E'\n-- comment ' || coalesce(obj_description(p.oid, 'pg_proc'), '')
+	  FROM pg_proc p WHERE p.pronamespace = 'outbox'::regnamespace ORDER BY p.oid::regprocedure::text;
+	-- relations: kind, options, owner, privileges, comment
+	SELECT c.relname || ' ' || c.relkind::text || ' ' || coalesce(c.reloptions::text, '') || ' '
+	       || pg_get_userbyid(c.relowner) || ' ' || coalesce(c.relacl::text, 'default') || ' '
+	       || coalesce(obj_description(c.oid, 'pg_class'), '')
+	  FROM pg_class c WHERE c.relnamespace = 'outbox'::regnamespace
+	   AND c.relname !~ '^outbox_events_archive_p[0-9]{8}' ORDER BY 1;
+	-- columns
+	SELECT c.relname || '.' || a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
+	       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
+	       || coalesce(' default ' || pg_get_expr(ad.adbin, ad.adrelid), '')
+	       || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
+	  FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+	  LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+	 WHERE c.relnamespace = 'outbox'::regnamespace AND c.relkind IN ('r', 'p')
+	   AND c.relname !~ '^outbox_events_archive_p[0-9]{8}'
+	   AND a.attnum > 0 AND NOT a.attisdropped
+	 ORDER BY c.relname, a.attnum;
+	-- constraints and indexes
+	SELECT conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+	  FROM pg_constraint WHERE connamespace = 'outbox'::regnamespace
+	   AND conrelid::regclass::text !~ 'outbox_events_archive_p[0-9]{8}' ORDER BY 1;
+	SELECT pg_get_indexdef(i.indexrelid) FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid
+	 WHERE c.relnamespace = 'outbox'::regnamespace AND c.relname !~ '^outbox_events_archive_p[0-9]{8}'
+	 ORDER BY 1;
+	-- types
+	SELECT t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
+	  FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid
+	 WHERE t.typnamespace = 'outbox'::regnamespace GROUP BY t.typname ORDER BY 1;
+	-- the schema's privileges
+	SELECT nspacl::text FROM pg_namespace WHERE nspname = 'outbox';
+};
+my $upgraded_schema = sql('upgraded', $schema_sql);
+my $fresh_schema = sql('fresh', $schema_sql);
+like($fresh_schema, qr/^member function (outbox\.)?_outbox_check_ids\(uuid\[\]\)$/m,
+	'the comparison sees the extension\'s members (the function 0.1.1 adds among them)');
+like($fresh_schema, qr/CREATE OR REPLACE FUNCTION outbox\.outbox_archive_maintain/,
+	'the comparison sees function definitions');
+if ($upgraded_schema eq $fresh_schema)
+{
+	pass('the updated extension equals a fresh install of 0.1.1');
+}
+else
+{
+	my $tmp = PostgreSQL::Test::Utils::tempdir;
+	write_file("$tmp/upgraded", "$upgraded_schema\n");
+	write_file("$tmp/fresh", "$fresh_schema\n");
+	diag(scalar `diff -u $tmp/fresh $tmp/upgraded`);
+	fail('the updated extension equals a fresh install of 0.1.1');
+}
+
+$node->stop;
+done_testing();
