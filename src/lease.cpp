@@ -129,8 +129,7 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     TimestampTz next = now;
     if (!give_up) {
         if (retry_in != nullptr) {
-            next = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(now),
-                                                           IntervalPGetDatum(retry_in)));
+            next = timestamp_plus_arg(now, retry_in, "retry_in");
         } else {
             double wait_ms = backoff_ms(failures_before + 1, guc_base_backoff_ms, guc_max_backoff_ms,
                                         pg_prng_double(&pg_global_prng_state));

@@ -122,9 +122,7 @@ delivery_time(const PublishArgs &a, bool *given)
             ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
                             errmsg("delay must not be negative")));
         *given = true;
-        return DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-                                                       TimestampTzGetDatum(GetCurrentTransactionStartTimestamp()),
-                                                       IntervalPGetDatum(a.delay)));
+        return timestamp_plus_arg(GetCurrentTransactionStartTimestamp(), a.delay, "delay");
     }
     return 0;
 }

@@ -348,6 +348,38 @@ lease_seconds_arg(Interval *lease, const char *what)
     return (whole < secs) ? whole + 1 : whole;  // round up: never shorter than asked
 }
 
+TimestampTz
+timestamp_plus_arg(TimestampTz base, Interval *interval, const char *what)
+{
+    MemoryContext cxt = CurrentMemoryContext;
+    volatile TimestampTz result = 0;
+    volatile bool out_of_range = false;
+    PG_TRY();
+    {
+        result = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval, TimestampTzGetDatum(base),
+                                                         IntervalPGetDatum(interval)));
+    }
+    PG_CATCH();
+    {
+        // Only the range error of the addition is ours to restate; it leaves
+        // nothing behind (a pure computation), and an ERROR follows at once.
+        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = CopyErrorData();
+        if (edata->sqlerrcode != ERRCODE_DATETIME_VALUE_OUT_OF_RANGE)
+            PG_RE_THROW();
+        FlushErrorState();
+        FreeErrorData(edata);
+        out_of_range = true;
+    }
+    PG_END_TRY();
+    if (out_of_range)
+        ereport(ERROR, (errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+                        errmsg("%s is out of range: %s from now is past the largest timestamp", what,
+                               DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(interval)))),
+                        errhint("Give a %s of at most a few thousand years.", what)));
+    return result;
+}
+
 ArrayType *
 distinct_uuid_array(ArrayType *ids, int *n_out)
 {

@@ -58,6 +58,9 @@ void register_invalidation();
 
 // Argument helpers for SQL functions.
 int lease_seconds_arg(Interval *lease, const char *what);
+// `base` + `interval` for argument `what` (delay, retry_in): 22008 naming the
+// argument when the result would be out of timestamp range.
+TimestampTz timestamp_plus_arg(TimestampTz base, Interval *interval, const char *what);
 ArrayType *distinct_uuid_array(ArrayType *ids, int *n_out);
 
 // Raise the right error for an event that an operation holding lease `token`

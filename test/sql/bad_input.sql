@@ -55,6 +55,10 @@ SELECT outbox_publish('t', '{}', ordering_key => repeat('k', 256));
 -- delivery time
 SELECT outbox_publish('t', '{}', delay => interval '-1 second');
 \echo :LAST_ERROR_SQLSTATE
+SELECT outbox_publish('t', '{}', delay => interval '300000 years');
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_publish_batch('[{"type": "t", "payload": {}, "delay": "300000 years"}]');
+\echo :LAST_ERROR_SQLSTATE
 SELECT outbox_publish('t', '{}', deliver_at => 'infinity');
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_publish('t', '{}', deliver_at => '-infinity');
@@ -145,6 +149,8 @@ SELECT outbox_fail('00000000-0000-4000-8000-000000000002', NULL, 'e');
 SELECT outbox_fail('00000000-0000-4000-8000-000000000002', :tok2, NULL);
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_fail('00000000-0000-4000-8000-000000000002', :tok2, 'e', retry_in => interval '-1 minute');
+\echo :LAST_ERROR_SQLSTATE
+SELECT outbox_fail('00000000-0000-4000-8000-000000000002', :tok2, 'e', retry_in => interval '300000 years');
 \echo :LAST_ERROR_SQLSTATE
 SELECT outbox_fail('00000000-0000-4000-8000-000000000002', :tok2, 'e', retryable => NULL);
 \echo :LAST_ERROR_SQLSTATE
