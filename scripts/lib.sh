@@ -61,3 +61,53 @@ outbox_free_port() {
     done
     return 1
 }
+
+# outbox_scan_server_logs FILE...: look through server logs for signs of a
+# crash or of memory/resource damage that a suite's own checks may not see,
+# and print each offending line after its file's name. Returns 1 if any was
+# found (or if no log was given), 0 otherwise. A line counts when it has
+#   TRAP:                                     a failed assertion (assert-enabled builds)
+#   PANIC:                                    a PANIC
+#   terminated by signal N, N other than 9    a crash (the tests kill -9 on purpose)
+#   terminated by exception                   a crash (Windows)
+#   server process (PID n) exited with exit code N
+#                                             a client backend that did not exit
+#                                             with 0 or 1 (only such exits are logged)
+#   (PID n) exited with exit code N, N > 1    any other process, so not a
+#                                             background worker's exit code 1,
+#                                             which is how the relay ends on an error
+#   problem in alloc set/Generation/slab      memory context checks (assert builds)
+#   ... leak: / reference leak / refcount leak / still active
+#                                             resources not released (WARNINGs)
+outbox_scan_server_logs() {
+    local f found=0 scanned=0 hits
+    for f in "$@"; do
+        [ -f "$f" ] || continue
+        scanned=$((scanned + 1))
+        hits=$(awk '
+            /TRAP: / || /(^|[^A-Za-z_])PANIC: / || /terminated by exception/ { print; next }
+            match($0, /terminated by signal [0-9]+/) {
+                if (substr($0, RSTART + 21, RLENGTH - 21) + 0 != 9) print
+                next
+            }
+            /server process \(PID [0-9]+\) exited with exit code/ { print; next }
+            match($0, /\(PID [0-9]+\) exited with exit code [0-9]+/) {
+                s = substr($0, RSTART, RLENGTH); sub(/.* /, "", s)
+                if (s + 0 > 1) print
+                next
+            }
+            /problem in (alloc set|Generation|slab) / { print; next }
+            /WARNING: .*( leak: | reference leak|refcount leak|snapshot .* still active|leaked hash_seq_search)/ { print; next }
+        ' "$f")
+        if [ -n "$hits" ]; then
+            found=1
+            echo "---- $f: signs of a crash"
+            printf '%s\n' "$hits" | head -n 40
+        fi
+    done
+    if [ $scanned -eq 0 ]; then
+        echo "---- no server log to scan (looked for: $*)"
+        return 1
+    fi
+    return $found
+}
