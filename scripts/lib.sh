@@ -10,7 +10,8 @@ outbox_pg_config=${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql
 # ones) to a work folder owned by an unprivileged user (OUTBOX_TEST_USER,
 # default postgres) and re-run SCRIPT from there as that user; does not
 # return. Run as anyone else, return at once. Either way OUTBOX_WORK names the
-# work folder afterwards.
+# work folder afterwards. The PostgreSQL installation that PG_CONFIG names
+# (an assert-enabled build, say) must be readable by that user.
 outbox_run_unprivileged() {
     local script=$1; shift
     if [ "$(id -u)" != 0 ]; then
@@ -19,7 +20,11 @@ outbox_run_unprivileged() {
         return 0
     fi
     local user=${OUTBOX_TEST_USER:-postgres}
+    # One work folder per tree and PostgreSQL: runs against two servers (CI
+    # tests a release and an assert-enabled one) do not share it.
     local work=${OUTBOX_WORK:-/tmp/outbox-$(basename "$script" .sh)-$(printf %s "$outbox_src" | md5sum | cut -c1-8)}
+    [ -n "${OUTBOX_WORK:-}" ] || [ "$outbox_pg_config" = "$(command -v pg_config)" ] ||
+        work+=-$(printf %s "$outbox_pg_config" | md5sum | cut -c1-8)
     rm -rf "$work" && mkdir -p "$work/src"
     (cd "$outbox_src" && { git ls-files -z --cached --others --exclude-standard 2>/dev/null || find . -type f -print0; } |
         xargs -0 -I{} cp --parents -- {} "$work/src/" 2>/dev/null) || cp -a "$outbox_src/." "$work/src/"

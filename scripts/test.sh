@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Build outbox and run its test suites against a real PostgreSQL.
 #
-#   scripts/test.sh [regress] [isolation] [tap] [bench] [examples]   (default: regress isolation tap)
+#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples]
+#       (default: regress isolation tap)
+#
+# PG_CONFIG names the PostgreSQL to test against (default: the pg_config on
+# PATH, Debian's postgresql-server-dev-15). --debug-server builds (once, see
+# scripts/debug-postgres.sh) and uses an assert-enabled PostgreSQL 15 instead.
 #
 # The extension is installed into a private copy of the PostgreSQL
 # installation (PostgreSQL finds its share/ and lib/ relative to its binaries),
@@ -15,6 +20,11 @@
 # ends with the line "N passed, N failed".
 set -uo pipefail
 
+if [ "${1:-}" = --debug-server ]; then
+    shift
+    PG_CONFIG=$(bash "$(dirname "${BASH_SOURCE[0]}")/debug-postgres.sh") || { echo "0 passed, 1 failed"; exit 1; }
+    export PG_CONFIG
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(regress isolation tap)
@@ -24,7 +34,7 @@ work=$OUTBOX_WORK
 pg_config=$outbox_pg_config
 cd "$outbox_src"
 
-echo "== build (warnings are errors) and install into a private PostgreSQL copy"
+echo "== build (warnings are errors) and install into a private copy of $("$pg_config" --version) ($pg_config)"
 if ! pbin=$(outbox_private_install "$work/pg"); then
     echo "0 passed, 1 failed"
     exit 1
