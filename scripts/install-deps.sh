@@ -3,8 +3,17 @@
 # Runs apt-get only when something is missing; needs root (or sudo) then.
 set -euo pipefail
 
+#   bash scripts/install-deps.sh [--debug-postgres] [package ...]
+# --debug-postgres: also what scripts/debug-postgres.sh needs to build
+# PostgreSQL from its release tarball (bison and flex only if a generated
+# file has to be remade; readline and zlib as Debian's server has them).
 pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libipc-run-perl)
-[ $# -gt 0 ] && pkgs+=("$@")
+for arg in "$@"; do
+    case $arg in
+    --debug-postgres) pkgs+=(bzip2 bison flex pkg-config libreadline-dev zlib1g-dev perl) ;;
+    *) pkgs+=("$arg") ;;
+    esac
+done
 
 missing=()
 for p in "${pkgs[@]}"; do

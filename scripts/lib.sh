@@ -10,7 +10,8 @@ outbox_pg_config=${PG_CONFIG:-$(command -v pg_config || echo /usr/lib/postgresql
 # ones) to a work folder owned by an unprivileged user (OUTBOX_TEST_USER,
 # default postgres) and re-run SCRIPT from there as that user; does not
 # return. Run as anyone else, return at once. Either way OUTBOX_WORK names the
-# work folder afterwards.
+# work folder afterwards. The PostgreSQL installation that PG_CONFIG names
+# (an assert-enabled build, say) must be readable by that user.
 outbox_run_unprivileged() {
     local script=$1; shift
     if [ "$(id -u)" != 0 ]; then
@@ -19,7 +20,11 @@ outbox_run_unprivileged() {
         return 0
     fi
     local user=${OUTBOX_TEST_USER:-postgres}
+    # One work folder per tree and PostgreSQL: runs against two servers (CI
+    # tests a release and an assert-enabled one) do not share it.
     local work=${OUTBOX_WORK:-/tmp/outbox-$(basename "$script" .sh)-$(printf %s "$outbox_src" | md5sum | cut -c1-8)}
+    [ -n "${OUTBOX_WORK:-}" ] || [ "$outbox_pg_config" = "$(command -v pg_config)" ] ||
+        work+=-$(printf %s "$outbox_pg_config" | md5sum | cut -c1-8)
     rm -rf "$work" && mkdir -p "$work/src"
     (cd "$outbox_src" && { git ls-files -z --cached --others --exclude-standard 2>/dev/null || find . -type f -print0; } |
         xargs -0 -I{} cp --parents -- {} "$work/src/" 2>/dev/null) || cp -a "$outbox_src/." "$work/src/"
@@ -60,4 +65,54 @@ outbox_free_port() {
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "$port"; return 0; }
     done
     return 1
+}
+
+# outbox_scan_server_logs FILE...: look through server logs for signs of a
+# crash or of memory/resource damage that a suite's own checks may not see,
+# and print each offending line after its file's name. Returns 1 if any was
+# found (or if no log was given), 0 otherwise. A line counts when it has
+#   TRAP:                                     a failed assertion (assert-enabled builds)
+#   PANIC:                                    a PANIC
+#   terminated by signal N, N other than 9    a crash (the tests kill -9 on purpose)
+#   terminated by exception                   a crash (Windows)
+#   server process (PID n) exited with exit code N
+#                                             a client backend that did not exit
+#                                             with 0 or 1 (only such exits are logged)
+#   (PID n) exited with exit code N, N > 1    any other process, so not a
+#                                             background worker's exit code 1,
+#                                             which is how the relay ends on an error
+#   problem in alloc set/Generation/slab      memory context checks (assert builds)
+#   ... leak: / reference leak / refcount leak / still active
+#                                             resources not released (WARNINGs)
+outbox_scan_server_logs() {
+    local f found=0 scanned=0 hits
+    for f in "$@"; do
+        [ -f "$f" ] || continue
+        scanned=$((scanned + 1))
+        hits=$(awk '
+            /TRAP: / || /(^|[^A-Za-z_])PANIC: / || /terminated by exception/ { print; next }
+            match($0, /terminated by signal [0-9]+/) {
+                if (substr($0, RSTART + 21, RLENGTH - 21) + 0 != 9) print
+                next
+            }
+            /server process \(PID [0-9]+\) exited with exit code/ { print; next }
+            match($0, /\(PID [0-9]+\) exited with exit code [0-9]+/) {
+                s = substr($0, RSTART, RLENGTH); sub(/.* /, "", s)
+                if (s + 0 > 1) print
+                next
+            }
+            /problem in (alloc set|Generation|slab) / { print; next }
+            /WARNING: .*( leak: | reference leak|refcount leak|snapshot .* still active|leaked hash_seq_search)/ { print; next }
+        ' "$f")
+        if [ -n "$hits" ]; then
+            found=1
+            echo "---- $f: signs of a crash"
+            printf '%s\n' "$hits" | head -n 40
+        fi
+    done
+    if [ $scanned -eq 0 ]; then
+        echo "---- no server log to scan (looked for: $*)"
+        return 1
+    fi
+    return $found
 }

@@ -1,17 +1,30 @@
 #!/usr/bin/env bash
 # Build outbox and run its test suites against a real PostgreSQL.
 #
-#   scripts/test.sh [regress] [isolation] [tap] [bench] [examples]   (default: regress isolation tap)
+#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples]
+#       (default: regress isolation tap)
+#
+# PG_CONFIG names the PostgreSQL to test against (default: the pg_config on
+# PATH, Debian's postgresql-server-dev-15). --debug-server builds (once, see
+# scripts/debug-postgres.sh) and uses an assert-enabled PostgreSQL 15 instead.
 #
 # The extension is installed into a private copy of the PostgreSQL
 # installation (PostgreSQL finds its share/ and lib/ relative to its binaries),
 # so several checkouts can be tested at once and the system install is never
 # touched. initdb refuses to run as root: run as root, the script copies the
 # tree to a work folder owned by the `postgres` user and runs everything there
-# as that user. It prints regression.diffs and server logs of failing suites,
-# and ends with the line "N passed, N failed".
+# as that user. It prints regression.diffs and server logs of failing suites.
+# After each suite every server log it left is scanned for crashes, failed
+# assertions and memory or resource damage (outbox_scan_server_logs in
+# scripts/lib.sh); a suite whose logs show any counts one more failure. It
+# ends with the line "N passed, N failed".
 set -uo pipefail
 
+if [ "${1:-}" = --debug-server ]; then
+    shift
+    PG_CONFIG=$(bash "$(dirname "${BASH_SOURCE[0]}")/debug-postgres.sh") || { echo "0 passed, 1 failed"; exit 1; }
+    export PG_CONFIG
+fi
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 suites=("$@")
 [ ${#suites[@]} -gt 0 ] || suites=(regress isolation tap)
@@ -21,7 +34,7 @@ work=$OUTBOX_WORK
 pg_config=$outbox_pg_config
 cd "$outbox_src"
 
-echo "== build (warnings are errors) and install into a private PostgreSQL copy"
+echo "== build (warnings are errors) and install into a private copy of $("$pg_config" --version) ($pg_config)"
 if ! pbin=$(outbox_private_install "$work/pg"); then
     echo "0 passed, 1 failed"
     exit 1
@@ -49,11 +62,28 @@ show_failure() {
     done
 }
 
+# scan_logs SUITE FILE...: the crash scan of a suite's server logs, counted
+# as one test.
+scan_logs() {
+    local suite=$1; shift
+    local logs=() f
+    for f in "$@"; do [ -f "$f" ] && logs+=("$f"); done
+    if outbox_scan_server_logs "$@"; then
+        echo "ok - $suite: no crash, failed assertion or memory damage in its ${#logs[@]} log(s)"
+        passed=$((passed + 1))
+    else
+        echo "not ok - $suite: server logs show a crash, a failed assertion or memory damage (above)"
+        failed=$((failed + 1)); status=1
+    fi
+}
+
 for suite in "${suites[@]}"; do
     out="$work/$suite.out"
     case $suite in
     regress|isolation)
         echo "== $suite"
+        logdir=test/log; [ $suite = isolation ] && logdir=test/isolation_output/log
+        rm -rf "$logdir"
         make -s "check-$suite" PG_CONFIG="$pg_config" bindir="$pbin" >"$out" 2>&1
         rc=$?
         cat "$out"
@@ -65,6 +95,7 @@ for suite in "${suites[@]}"; do
             [ $suite = regress ] && show_failure test
             [ $suite = isolation ] && show_failure test/isolation_output
         fi
+        scan_logs "$suite" "$logdir"/*.log
         ;;
     tap)
         echo "== tap"
@@ -83,16 +114,23 @@ for suite in "${suites[@]}"; do
                 [ -f "$log" ] && { echo "---- $log (last 60 lines)"; tail -n 60 "$log"; }
             done
         fi
+        # Server logs (<test>_<node>.log) and the tests' own (regress_log_*,
+        # which hold the output of pg_dump, pg_ctl and the like).
+        scan_logs tap tmp_check/log/*
         ;;
     bench|examples)
         echo "== $suite"
         if [ -x "$suite/run.sh" ]; then
+            # Where their clusters log (bench/run.sh clears its folder itself).
+            serverlog="$work/bench/server.log"
+            [ $suite = examples ] && { serverlog="$work/examples/postgresql.log"; rm -f "$serverlog"; }
             PGBIN="$pbin" OUTBOX_WORK="$work" bash "$suite/run.sh" --quick >"$out" 2>&1
             rc=$?
             cat "$out"
             ok=$(grep -cE '^ok( |$)' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")
             passed=$((passed + ok)); failed=$((failed + bad))
             if [ $rc -ne 0 ]; then status=1; [ $bad -eq 0 ] && failed=$((failed + 1)); fi
+            scan_logs "$suite" "$serverlog"
         else
             echo "$suite/run.sh not present: skipped"
         fi
