@@ -358,6 +358,7 @@ shared_catalog_lookup(Oid relid, const char *name)
     return found;
 }
 char last_missing[1024];
+char last_toomany[1024];
 TimestampTz last_missing_at = 0;
 
 BgwHandleStatus
@@ -489,6 +490,9 @@ launcher_pass()
         char *raw = pstrdup(guc_databases);
         List *names = NIL;
         (void) SplitIdentifierString(raw, ',', &names);
+        // The names outlive the catalog transaction: copied into the round's
+        // context (CurrentMemoryContext is the transaction's in between).
+        MemoryContext round_cxt = CurrentMemoryContext;
         StartTransactionCommand();
         if (guc_role != nullptr && guc_role[0] != '\0') {
             role = shared_catalog_lookup(AuthIdRelationId, guc_role);
@@ -514,21 +518,19 @@ launcher_pass()
                 appendStringInfo(&toomany, "%s%s", toomany.len > 0 ? ", " : "", name);
                 continue;
             }
-            want_names[nwant] = pstrdup(name);
+            want_names[nwant] = MemoryContextStrdup(round_cxt, name);
             want[nwant++] = db;
         }
         CommitTransactionCommand();
+        MemoryContextSwitchTo(round_cxt);
         if (!role_ok)
             nwant = 0;
     }
     // Said once when it changes, and again at most every few minutes while it lasts.
-    appendStringInfo(&missing, "|%s", toomany.data);
     TimestampTz now = GetCurrentTimestamp();
-    if (strcmp(missing.data, last_missing) != 0 ||
-        (missing.len > 1 && TimestampDifferenceExceeds(last_missing_at, now, kLogRepeatMs))) {
-        char *bar = strrchr(missing.data, '|');
-        *bar = '\0';
-        if (missing.data[0] != '\0')
+    if (strcmp(missing.data, last_missing) != 0 || strcmp(toomany.data, last_toomany) != 0 ||
+        ((missing.len > 0 || toomany.len > 0) && TimestampDifferenceExceeds(last_missing_at, now, kLogRepeatMs))) {
+        if (missing.len > 0)
             ereport(WARNING, (errmsg("outbox launcher: not found: %s", missing.data),
                               errhint("Check outbox.databases and outbox.role in postgresql.conf; "
                                       "the launcher looks again every %d seconds.", kLauncherRecheckMs / 1000)));
@@ -536,8 +538,8 @@ launcher_pass()
             ereport(WARNING, (errmsg("outbox launcher: not serving database%s %s: outbox.max_databases (%d) are served already",
                                      strchr(toomany.data, ',') ? "s" : "", toomany.data, nslots),
                               errhint("Raise outbox.max_databases (needs a restart), or list fewer databases in outbox.databases.")));
-        *bar = '|';
         strlcpy(last_missing, missing.data, sizeof last_missing);
+        strlcpy(last_toomany, toomany.data, sizeof last_toomany);
         last_missing_at = now;
     }
 
