@@ -389,8 +389,12 @@ start_worker(int i, Oid dboid, Oid role)
     WorkerArgs args = {dboid, role};
     memcpy(w.bgw_extra, &args, sizeof args);
 
+    // The handle lives as long as the worker: not in the round's context.
     BackgroundWorkerHandle *handle;
-    if (!RegisterDynamicBackgroundWorker(&w, &handle)) {
+    MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+    bool registered = RegisterDynamicBackgroundWorker(&w, &handle);
+    MemoryContextSwitchTo(old);
+    if (!registered) {
         uint64 others;
         if (log_limit_allows(&no_slot_log, &others))
             ereport(WARNING, (errmsg("outbox launcher: no background worker slot free for the relay of database \"%s\"",
