@@ -10,59 +10,28 @@
 // reclaimed by a second statement, run only when it met any. See the "claim",
 // "claim xact" and "reclaim xact" statements in statements.cpp.
 #include "outbox/pg.hpp"
+#include "outbox/args.hpp"
+#include "outbox/claim.hpp"
+#include "outbox/errcodes.hpp"
 #include "outbox/guard.hpp"
-#include "outbox/state.hpp"
-#include "outbox/lease.hpp"
+#include "outbox/limits.hpp"
+#include "outbox/patterns.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/spi.hpp"
 #include "outbox/xact_claims.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "funcapi.h"
+#include "utils/builtins.h"
 #include "utils/tuplestore.h"
 }
 
 #include <cstring>
 
 namespace outbox {
-
-// Event type patterns ('user.created', 'user.*', '*') as LIKE patterns: '*'
-// matches any run of characters; LIKE's own % _ and \ are escaped.
-ArrayType *
-type_patterns_arg(ArrayType *types)
-{
-    if (ARR_NDIM(types) > 1)
-        ereport(ERROR, (errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR), errmsg("types must be a one-dimensional array")));
-    Datum *elems;
-    bool *nulls;
-    int n;
-    deconstruct_array(types, TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, &n);
-    if (n == 0)
-        ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("types must not be empty"),
-                        errhint("Pass NULL to claim events of every type.")));
-    for (int i = 0; i < n; i++) {
-        if (nulls[i])
-            ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED), errmsg("types must not contain NULL")));
-        text *t = DatumGetTextPP(elems[i]);
-        int len = VARSIZE_ANY_EXHDR(t);
-        if (len == 0 || len > kMaxNameBytes)
-            ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                            errmsg("each type pattern must have 1 to %d bytes", kMaxNameBytes)));
-        const char *src = VARDATA_ANY(t);
-        StringInfoData buf;
-        initStringInfo(&buf);
-        for (int j = 0; j < len; j++) {
-            char c = src[j];
-            if (c == '*')
-                appendStringInfoChar(&buf, '%');
-            else {
-                if (c == '%' || c == '_' || c == '\\')
-                    appendStringInfoChar(&buf, '\\');
-                appendStringInfoChar(&buf, c);
-            }
-        }
-        elems[i] = PointerGetDatum(cstring_to_text_with_len(buf.data, buf.len));
-    }
-    return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
-}
 
 ReclaimedRows
 reclaim_met_expired(SPITupleTable *claim, int n, int expired_col)
@@ -152,23 +121,13 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         // Events this transaction holds through outbox_claim_xact() are locked
         // by it, which SKIP LOCKED does not skip: leave them out.
         ArrayType *held = xact_claimed_ids();
-        Datum values[8];
-        char nulls[9];
-        if (xact) {
-            Datum v[5] = {Int32GetDatum(a.batch - handed), PointerGetDatum(a.types), (Datum) 0,
-                          Int64GetDatum(token), PointerGetDatum(held)};
-            char n[6] = {' ', a.types ? ' ' : 'n', 'n', have_token ? ' ' : 'n', held ? ' ' : 'n', '\0'};
-            memcpy(values, v, sizeof v);
-            memcpy(nulls, n, sizeof n);
-        } else {
-            Datum v[8] = {Int32GetDatum(a.batch - handed), Int32GetDatum(lease), PointerGetDatum(a.owner),
-                          PointerGetDatum(a.types), Int32GetDatum(guc_max_retries), Int64GetDatum(token), (Datum) 0,
-                          PointerGetDatum(held)};
-            char n[9] = {' ', ' ', a.owner ? ' ' : 'n', a.types ? ' ' : 'n', ' ', have_token ? ' ' : 'n', 'n',
-                         held ? ' ' : 'n', '\0'};
-            memcpy(values, v, sizeof v);
-            memcpy(nulls, n, sizeof n);
-        }
+        // The parameters both claims take, in the same order; the claim with
+        // a lease takes three more.
+        Datum values[8] = {Int32GetDatum(a.batch - handed), PointerGetDatum(a.types), (Datum) 0,
+                           PointerGetDatum(held), Int64GetDatum(token), Int32GetDatum(lease),
+                           PointerGetDatum(a.owner), Int32GetDatum(guc_max_retries)};
+        char nulls[9] = {' ', a.types ? ' ' : 'n', 'n', held ? ' ' : 'n', have_token ? ' ' : 'n',
+                         ' ', a.owner ? ' ' : 'n', ' ', '\0'};
         run(xact ? Stmt::ClaimXact : Stmt::Claim, values, nulls);
 
         // Columns 1-9 are the result. Column 10 of the claim says whether the

@@ -11,13 +11,15 @@
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/drop_database.hpp"
-#include "outbox/wakeup.hpp"
+#include "outbox/shmem.hpp"
 
 extern "C" {
 #include "commands/dbcommands.h"
+#include "miscadmin.h"
 #include "nodes/parsenodes.h"
 #include "tcop/utility.h"
 #include "utils/acl.h"
+#include "utils/timestamp.h"
 }
 
 #include <csignal>
@@ -32,15 +34,6 @@ constexpr int kPollMs = 20;
 
 ProcessUtility_hook_type prev_process_utility = nullptr;
 
-int
-worker_pid_of(int slot)
-{
-    LWLockAcquire(relay_shared->lock, LW_SHARED);
-    int pid = relay_shared->slots[slot].pid;
-    LWLockRelease(relay_shared->lock);
-    return pid;
-}
-
 void
 ask_relay_to_leave(const char *dbname)
 {
@@ -48,31 +41,17 @@ ask_relay_to_leave(const char *dbname)
     // Only for a DROP that may succeed: its owner (or a superuser) asks.
     if (!OidIsValid(db) || !pg_database_ownercheck(db, GetUserId()))
         return;
-    int slot = -1;
-    Latch *latch = nullptr;
-    LWLockAcquire(relay_shared->lock, LW_EXCLUSIVE);
-    for (int i = 0; i < relay_shared->nslots; i++) {
-        RelaySlot *s = &relay_shared->slots[i];
-        if (s->in_use && s->dboid == db) {
-            s->leave_until = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kLeaveForMs);
-            latch = s->latch;
-            slot = i;
-            break;
-        }
-    }
-    LWLockRelease(relay_shared->lock);
+    int slot = slot_ask_to_leave(db, TimestampTzPlusMilliseconds(GetCurrentTimestamp(), kLeaveForMs));
     if (slot < 0)
         return;
-    if (latch != nullptr)
-        SetLatch(latch);
     for (int waited = 0; waited < kWaitForLeaveMs; waited += kPollMs) {
-        if (worker_pid_of(slot) == 0)
+        if (slot_worker_pid(slot) == 0)
             return;
         CHECK_FOR_INTERRUPTS();
         pg_usleep(kPollMs * 1000L);
     }
     // Still in a handler or a long batch: end it (its batch rolls back).
-    int pid = worker_pid_of(slot);
+    int pid = slot_worker_pid(slot);
     if (pid != 0)
         (void) kill(pid, SIGTERM);
 }
@@ -81,7 +60,7 @@ void
 process_utility(PlannedStmt *pstmt, const char *query, bool read_only_tree, ProcessUtilityContext context,
                 ParamListInfo params, QueryEnvironment *env, DestReceiver *dest, QueryCompletion *qc)
 {
-    if (relay_shared != nullptr && IsA(pstmt->utilityStmt, DropdbStmt))
+    if (relay_shmem_ready() && IsA(pstmt->utilityStmt, DropdbStmt))
         ask_relay_to_leave(castNode(DropdbStmt, pstmt->utilityStmt)->dbname);
     if (prev_process_utility != nullptr)
         prev_process_utility(pstmt, query, read_only_tree, context, params, env, dest, qc);

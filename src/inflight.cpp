@@ -4,6 +4,7 @@
 
 extern "C" {
 #include "common/file_perm.h"
+#include "miscadmin.h"
 #include "storage/fd.h"
 }
 

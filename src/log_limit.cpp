@@ -2,6 +2,10 @@
 #include "outbox/pg.hpp"
 #include "outbox/log_limit.hpp"
 
+extern "C" {
+#include "utils/timestamp.h"
+}
+
 namespace outbox {
 
 bool

@@ -1,11 +1,17 @@
 // The module: _PG_init, and the raising half of the C++ error boundary.
 #include "outbox/pg.hpp"
+#include "outbox/drop_database.hpp"
+#include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
-#include "outbox/state.hpp"
+#include "outbox/launcher.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/shmem.hpp"
 #include "outbox/wakeup.hpp"
 #include "outbox/xact_claims.hpp"
-#include "outbox/worker.hpp"
-#include "outbox/drop_database.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+}
 
 #include <cstring>
 
@@ -45,10 +51,8 @@ init_module()
     // pg_upgrade loads libraries into servers that must run nothing of ours.
     if (IsBinaryUpgrade)
         return;
-    define_gucs();
-    define_worker_gucs();
-    MarkGUCPrefixReserved("outbox");
-    register_invalidation();
+    define_settings();
+    register_extension_invalidation();
     register_wakeup_callback();
     register_xact_claims_callback();
     // The relay (shared memory, launcher) exists only when preloaded; the SQL

@@ -3,16 +3,27 @@
 // An event is one INSERT into outbox_events, made through a saved plan in the
 // caller's own transaction: it commits or rolls back with the caller's rows.
 #include "outbox/pg.hpp"
+#include "outbox/args.hpp"
 #include "outbox/guard.hpp"
-#include "outbox/state.hpp"
-#include "outbox/publish.hpp"
+#include "outbox/limits.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/spi.hpp"
 #include "outbox/wakeup.hpp"
+#include "outbox/worker.hpp"
 
 extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/hashfn.h"
 #include "common/pg_prng.h"
+#include "miscadmin.h"
 #include "storage/lmgr.h"
+#include "utils/builtins.h"
 #include "utils/datetime.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
 }
 
 #include <cstring>
@@ -20,6 +31,18 @@ extern "C" {
 namespace outbox {
 
 namespace {
+
+// The arguments of one event; NULL pointers are absent values.
+struct PublishArgs {
+    text *type;
+    Jsonb *payload;
+    text *ordering_key;
+    Jsonb *headers;
+    bool has_deliver_at;
+    TimestampTz deliver_at;
+    Interval *delay;
+    pg_uuid_t *id;
+};
 
 // Advisory locks taken for ordering keys carry this in their fourth field
 // (pg_locks.objsubid), apart from the 1 and 2 of pg_advisory_lock().
@@ -146,8 +169,7 @@ lock_ordering_key(text *key)
     lock_until_commit(VARDATA_ANY(key), VARSIZE_ANY_EXHDR(key), kOrderingLockSpace);
 }
 
-} // namespace
-
+// Raise a clear ERROR for bad arguments; changes nothing.
 void
 validate_publish(const PublishArgs &a)
 {
@@ -166,6 +188,7 @@ validate_publish(const PublishArgs &a)
     }
 }
 
+// Insert one validated event (between spi_begin and spi_end); writes its id.
 void
 publish_one(const PublishArgs &a, pg_uuid_t *id_out)
 {
@@ -179,7 +202,7 @@ publish_one(const PublishArgs &a, pg_uuid_t *id_out)
         // first one's event and says so clearly.
         lock_until_commit(id_out->data, UUID_LEN, kEventIdLockSpace);
         Datum arg = UUIDPGetDatum(id_out);
-        run(Stmt::PublishExists, &arg, nullptr, false, 1);
+        run(Stmt::PublishIdCheck, &arg, nullptr, false, 1);
         bool isnull;
         int where = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         if (where != 0)
@@ -216,10 +239,12 @@ publish_one(const PublishArgs &a, pg_uuid_t *id_out)
         nulls[4] = 'n';
     if (!timed)
         nulls[5] = 'n';
-    int rc = run(Stmt::PublishInsert, values, nulls);
+    int rc = run(Stmt::Publish, values, nulls);
     if (rc != SPI_OK_INSERT || SPI_processed != 1)
         elog(ERROR, "outbox: publish inserted " UINT64_FORMAT " rows", SPI_processed);
 }
+
+} // namespace
 
 } // namespace outbox
 

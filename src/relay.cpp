@@ -18,13 +18,17 @@
 // a new subtransaction. The claim's row locks last until the batch commits,
 // so nobody else can touch the batch's events meanwhile.
 #include "outbox/pg.hpp"
+#include "outbox/claim.hpp"
+#include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
-#include "outbox/state.hpp"
 #include "outbox/inflight.hpp"
-#include "outbox/lease.hpp"
 #include "outbox/log_limit.hpp"
+#include "outbox/patterns.hpp"
 #include "outbox/relay.hpp"
-#include "outbox/worker.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/settle.hpp"
+#include "outbox/shmem.hpp"
+#include "outbox/spi.hpp"
 #include "outbox/xact_claims.hpp"
 
 extern "C" {
@@ -33,16 +37,25 @@ extern "C" {
 #include "catalog/pg_authid.h"
 #include "catalog/pg_extension.h"
 #include "catalog/pg_proc.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
 #include "pgstat.h"
+#include "storage/lock.h"
 #include "storage/ipc.h"
 #include "storage/lmgr.h"
 #include "storage/pmsignal.h"
 #include "utils/acl.h"
+#include "utils/builtins.h"
 #include "utils/datum.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
 #include "utils/regproc.h"
 #include "utils/snapmgr.h"
 #include "utils/syscache.h"
 #include "utils/timeout.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
 }
 
 #include <cstring>
@@ -76,6 +89,7 @@ check_interrupts_and_postmaster()
 struct Subscription {
     char *name;
     char *pattern;
+    text *like;  // the pattern as the claim matches it (patterns.hpp)
     Oid handler;
     Oid owner;
     bool paused;
@@ -84,6 +98,7 @@ struct Subscription {
 struct Event {
     pg_uuid_t id;
     char *type;
+    text *type_text;  // the same, for type_matches()
     Datum row;  // the whole outbox_events row, as the handlers' argument
 };
 
@@ -109,6 +124,7 @@ load_subscriptions(MemoryContext cxt, int *n_out)
         bool isnull;
         subs[i].name = column_cstring(tup, desc, 1);
         subs[i].pattern = column_cstring(tup, desc, 2);
+        subs[i].like = like_pattern(subs[i].pattern, static_cast<int>(strlen(subs[i].pattern)));
         subs[i].handler = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
         subs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
         subs[i].paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
@@ -228,7 +244,7 @@ deliver_group(const Event *events, int from, int n, const Subscription *subs, Fm
                 break;
             at = e;
             for (int i = 0; i < nsubs; i++) {
-                if (subs[i].paused || !type_matches(subs[i].pattern, events[e].type))
+                if (subs[i].paused || !type_matches(events[e].type_text, subs[i].like))
                     continue;
                 current = i;
                 inflight_set(batch_xid, &events[e].id, subs[i].name);
@@ -393,30 +409,6 @@ end_work(Oid save_user, int save_sec)
 
 } // namespace
 
-bool
-type_matches(const char *p, const char *s)
-{
-    const char *star = nullptr;
-    const char *resume = nullptr;
-    while (*s != '\0') {
-        if (*p == '*') {
-            star = p++;
-            resume = s;
-        } else if (*p == *s) {
-            p++;
-            s++;
-        } else if (star != nullptr) {
-            p = star + 1;
-            s = ++resume;
-        } else {
-            return false;
-        }
-    }
-    while (*p == '*')
-        p++;
-    return *p == '\0';
-}
-
 void
 relay_batch(int batch_size, BatchResult *out)
 {
@@ -444,7 +436,7 @@ relay_batch(int batch_size, BatchResult *out)
     pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
     Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(active), PointerGetDatum(paused), (Datum) 0,
                        (Datum) 0};
-    char nulls[6] = {' ', ' ', paused ? ' ' : 'n', 'n', 'n', '\0'};  // a new token, no ids to skip
+    char nulls[6] = {' ', ' ', paused ? ' ' : 'n', 'n', 'n', '\0'};  // no ids to skip, a new token
     run(Stmt::RelayClaim, values, nulls);
     int claimed = static_cast<int>(SPI_processed);
     out->claimed = claimed;
@@ -489,6 +481,7 @@ relay_batch(int batch_size, BatchResult *out)
         xact_claim_add(claim, &ev->id);
         MemoryContext old = MemoryContextSwitchTo(cxt);
         ev->type = column_cstring(tup, desc, 2);
+        ev->type_text = cstring_to_text(ev->type);
         ev->row = datumCopy(row, false, -1);
         MemoryContextSwitchTo(old);
     }

@@ -4,12 +4,19 @@
 // handler runs with that role's rights only. The row is written as the
 // extension's owner, after every check.
 #include "outbox/pg.hpp"
+#include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
-#include "outbox/state.hpp"
+#include "outbox/limits.hpp"
+#include "outbox/spi.hpp"
 #include "outbox/wakeup.hpp"
 
 extern "C" {
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_proc.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/acl.h"
 #include "utils/regproc.h"
 #include "utils/syscache.h"
@@ -86,7 +93,7 @@ OUTBOX_SQL_FUNCTION(outbox_subscribe)
     spi_begin();
     Datum values[4] = {PointerGetDatum(name), PointerGetDatum(pattern), ObjectIdGetDatum(handler),
                        ObjectIdGetDatum(owner)};
-    run(Stmt::SubscriptionInsert, values, nullptr);
+    run(Stmt::Subscribe, values, nullptr);
     if (SPI_processed != 1)
         ereport(ERROR, (errcode(ERRCODE_DUPLICATE_OBJECT),
                         errmsg("subscription \"%s\" already exists", text_to_cstring(name)),

@@ -1,10 +1,20 @@
 // The registry of claims held by the caller's transaction (see xact_claims.hpp).
 #include "outbox/pg.hpp"
-#include "outbox/state.hpp"
+#include "outbox/errcodes.hpp"
+#include "outbox/extension.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/spi.hpp"
+#include "outbox/worker.hpp"
 #include "outbox/xact_claims.hpp"
 
 extern "C" {
 #include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "miscadmin.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/uuid.h"
 #include "storage/ipc.h"
 #include "storage/proc.h"
 #include "utils/hsearch.h"

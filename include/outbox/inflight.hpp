@@ -17,6 +17,10 @@
 
 #include "outbox/pg.hpp"
 
+extern "C" {
+#include "utils/uuid.h"
+}
+
 namespace outbox {
 
 constexpr int kInflightSubscriptionLen = 128;

@@ -5,6 +5,10 @@
 
 #include "outbox/pg.hpp"
 
+extern "C" {
+#include "datatype/timestamp.h"
+}
+
 namespace outbox {
 
 constexpr int kLogRepeatMs = 5 * 60 * 1000;

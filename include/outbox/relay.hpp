@@ -4,7 +4,11 @@
 
 #include "outbox/pg.hpp"
 #include "outbox/inflight.hpp"
-#include "outbox/wakeup.hpp"
+#include "outbox/shmem.hpp"
+
+extern "C" {
+#include "datatype/timestamp.h"
+}
 
 namespace outbox {
 
@@ -36,8 +40,5 @@ int reclaim_expired(int *failed_out);
 
 // Run outbox_archive_maintain(retention) (own transaction).
 void maintain_archive(int retention_minutes);
-
-// Does event type `type` match subscription pattern `pattern` ('*' = any run)?
-bool type_matches(const char *pattern, const char *type);
 
 } // namespace outbox

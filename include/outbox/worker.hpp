@@ -1,29 +1,31 @@
-// The relay's background workers: a launcher that starts one worker per
-// database of outbox.databases, and the per-database worker loop.
+// The relay's per-database worker: started by the launcher (launcher.hpp)
+// for one database, it delivers that database's events batch after batch
+// (relay.hpp) and does its upkeep (expired leases, archive retention).
 #pragma once
 
 #include "outbox/pg.hpp"
 
 namespace outbox {
 
-// Worker settings (defined in worker.cpp).
-extern char *guc_databases;
-extern bool guc_enabled;
-extern int guc_poll_interval_ms;
-extern int guc_max_error_backoff_ms;
-extern int guc_archive_retention_min;
-extern char *guc_role;
-extern int guc_handler_timeout_ms;
-extern int guc_max_batch_duration_ms;
+// What the launcher passes to a worker (bgw_extra; bgw_main_arg is its slot).
+struct WorkerArgs {
+    Oid dboid;
+    Oid role;  // InvalidOid: the bootstrap superuser
+};
 
-void define_worker_gucs();
+// Set while this process is a relay worker: publishing from its handlers is
+// inside its own transaction, so the transaction guard stays quiet, and its
+// transaction claims are charged through its in-flight note (inflight.hpp).
+extern bool in_relay_worker;
 
-// Register the launcher (from _PG_init under shared_preload_libraries).
-void register_launcher();
+// The start of each round of the launcher's and the workers' loops: handle
+// interrupts, the postmaster's death and a pending reload, then work in a
+// freshly reset `cxt`.
+void start_round(MemoryContext cxt);
 
 } // namespace outbox
 
+// The entry point the postmaster starts (bgw_function_name).
 extern "C" {
-PGDLLEXPORT void outbox_launcher_main(Datum arg);
 PGDLLEXPORT void outbox_worker_main(Datum arg);
 }

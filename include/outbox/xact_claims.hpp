@@ -12,6 +12,12 @@
 
 #include "outbox/pg.hpp"
 
+extern "C" {
+#include "datatype/timestamp.h"
+#include "utils/array.h"
+#include "utils/uuid.h"
+}
+
 namespace outbox {
 
 // What the transaction's claim `token` recorded when it was made.

@@ -14,7 +14,7 @@ use lib $FindBin::RealBin;
 use OutboxTest;
 
 my $node = relay_node('crash', 'outbox.poll_interval' => '1s', 'restart_after_crash' => 'on',
-	'outbox.batch_size' => '100');
+	'outbox.relay_batch_size' => '100');
 setup_relay_db($node, 'postgres');
 $node->safe_psql('postgres', q{
 	CREATE TABLE published (id uuid PRIMARY KEY);

@@ -1,4 +1,4 @@
-// Consuming: what a consumer does with events it holds a lease on.
+// Settling: what a consumer does with the events it claimed (see settle.hpp).
 //
 // outbox_heartbeat(), outbox_release(), outbox_complete() and outbox_fail()
 // all name events and the lease token that claimed them. Each statement only
@@ -10,50 +10,80 @@
 // names no lease: its events are checked against the transaction's registry
 // (xact_claims.hpp) and settled with statements of their own.
 #include "outbox/pg.hpp"
-#include "outbox/guard.hpp"
-#include "outbox/state.hpp"
-#include "outbox/lease.hpp"
+#include "outbox/args.hpp"
 #include "outbox/backoff.hpp"
+#include "outbox/errcodes.hpp"
+#include "outbox/extension.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/limits.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/settle.hpp"
+#include "outbox/spi.hpp"
 #include "outbox/xact_claims.hpp"
 
 extern "C" {
+#include "access/xact.h"
+#include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "mb/pg_wchar.h"
+#include "utils/builtins.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 }
 
 #include <cstring>
 
 namespace outbox {
 
-// Lease from an interval argument, or the outbox.processing_timeout default.
-int
-lease_arg(FunctionCallInfo fcinfo, int argno)
-{
-    if (PG_ARGISNULL(argno))
-        return (guc_processing_timeout_ms + 999) / 1000;
-    return lease_seconds_arg(PG_GETARG_INTERVAL_P(argno), "lease");
-}
-
-int64
-token_arg(FunctionCallInfo fcinfo, int argno)
-{
-    if (PG_ARGISNULL(argno))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                        errmsg("lease_token must not be NULL"),
-                        errhint("Pass the lease_token that outbox_claim() returned with the events.")));
-    return PG_GETARG_INT64(argno);
-}
-
-ArrayType *
-ids_arg(FunctionCallInfo fcinfo, int argno, int *n)
-{
-    if (PG_ARGISNULL(argno))
-        ereport(ERROR, (errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-                        errmsg("ids must not be NULL")));
-    return distinct_uuid_array(PG_GETARG_ARRAYTYPE_P(argno), n);
-}
-
 namespace {
+
+// Raise the right error for an event that an operation holding lease `token`
+// could not find leased to it: unknown (P0002) or lease lost (OB001).
+[[noreturn]] void
+raise_not_leased(pg_uuid_t *id, int64 token, const char *action)
+{
+    // Diagnose with a fresh snapshot: the caller's statement snapshot may
+    // predate a concurrent reclaim that its UPDATE/DELETE waited for, and the
+    // read-only queries below would otherwise see the event as it was then.
+    // (No pop: this function always ends in ERROR, which unwinds the stack.)
+    PushActiveSnapshot(GetTransactionSnapshot());
+    char *id_text = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(id)));
+    Datum arg = UUIDPGetDatum(id);
+    run(Stmt::LeaseCheck, &arg, nullptr, true, 1);
+    if (SPI_processed > 0) {
+        bool isnull;
+        char *status = TextDatumGetCString(
+            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        Datum held = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+        // The token may have held the event and lost it (the lease expired and
+        // the event was claimed again), or never have held it (a token of
+        // another claim): say what is true now.
+        if (strcmp(status, "active") == 0 && !isnull)
+            ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
+                            errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
+                                   action, id_text, token),
+                            errdetail("It is held under lease token " INT64_FORMAT ".", DatumGetInt64(held)),
+                            errhint("A lease whose time ran out can be taken by another claim: heartbeat with "
+                                    "outbox_heartbeat() more often than the lease length, or claim with a longer lease.")));
+        ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
+                               action, id_text, token),
+                        errdetail("No consumer holds it: it is %s (its lease expired, or it was released or failed).",
+                                  status)));
+    }
+    run(Stmt::ArchiveCheck, &arg, nullptr, true, 1);
+    if (SPI_processed > 0) {
+        bool isnull;
+        char *status = TextDatumGetCString(
+            SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        ereport(ERROR, (errcode(ERRCODE_OUTBOX_LEASE_LOST),
+                        errmsg("cannot %s event %s: lease token " INT64_FORMAT " does not hold it",
+                               action, id_text, token),
+                        errdetail("It is already in the archive (%s).", status)));
+    }
+    ereport(ERROR, (errcode(ERRCODE_NO_DATA_FOUND),
+                    errmsg("cannot %s event %s: no such event", action, id_text)));
+}
 
 // After an UPDATE/DELETE on `ids` that matched fewer rows than asked: find an
 // id that was not matched (first column of SPI_tuptable) and explain it.
@@ -142,7 +172,7 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     char nulls[6] = "     ";
     if (give_up)
         nulls[4] = 'n';
-    run(Stmt::FailUpdate, values, nulls);
+    run(Stmt::Fail, values, nulls);
     if (next_out != nullptr)
         *next_out = give_up ? 0 : next;
     return status;

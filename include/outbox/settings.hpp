@@ -1,0 +1,36 @@
+// Every setting (outbox.*), defined in settings.cpp.
+//
+// The SQL API's settings work in any backend that loads the library; the
+// relay's are read by its launcher and workers (PGC_SIGHUP: a reload applies
+// them); outbox.max_databases sizes shared memory and exists only when the
+// library is preloaded.
+#pragma once
+
+namespace outbox {
+
+// The SQL API.
+enum RequireTransaction { REQUIRE_TX_OFF, REQUIRE_TX_WARNING, REQUIRE_TX_ERROR };
+extern int guc_require_transaction;
+extern int guc_max_retries;
+extern int guc_base_backoff_ms;
+extern int guc_max_backoff_ms;
+extern int guc_processing_timeout_ms;
+extern int guc_batch_size;             // a claim's default batch_size
+extern int guc_max_payload_size;
+
+// The relay.
+extern char *guc_databases;
+extern bool guc_enabled;
+extern int guc_relay_batch_size;       // events per relay batch (one transaction)
+extern int guc_poll_interval_ms;
+extern int guc_max_error_backoff_ms;
+extern int guc_archive_retention_min;
+extern char *guc_role;
+extern int guc_handler_timeout_ms;
+extern int guc_max_batch_duration_ms;
+extern int guc_max_databases;          // PGC_POSTMASTER, only when preloaded
+
+// From _PG_init: define them all and reserve the outbox. prefix.
+void define_settings();
+
+} // namespace outbox

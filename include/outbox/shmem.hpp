@@ -1,0 +1,97 @@
+// The relay's shared memory: one slot per served database, with what its
+// worker is doing and its counters.
+//
+// Exists only when the library is in shared_preload_libraries
+// (relay_shmem_ready() says whether it does). Every access goes through the
+// functions below, in shmem.cpp: the slots' fields under one LWLock of the
+// named tranche "outbox relay" (never a system call or an allocation under
+// it), the counters as atomics, read without the lock.
+#pragma once
+
+#include "outbox/pg.hpp"
+
+extern "C" {
+#include "datatype/timestamp.h"
+#include "storage/latch.h"
+}
+
+namespace outbox {
+
+constexpr int kActivityLen = 64;
+constexpr int kLastErrorLen = 512;
+
+// From _PG_init under shared_preload_libraries: ask for the shared memory.
+void install_shmem_hooks();
+
+// Whether the shared memory exists (the library was preloaded), and its
+// number of slots (outbox.max_databases).
+bool relay_shmem_ready();
+int relay_slot_count();
+
+// ---- The launcher
+
+// Forget every slot without a worker (a launcher that starts, once the
+// workers an earlier one left running have exited).
+void slots_clear_stopped();
+// The slot of database `dboid`, assigned now (named `dbname`, activity
+// "starting") if it has none; -1 when every slot is taken.
+int slot_assign(Oid dboid, const char *dbname);
+// Slot i: whether it is assigned, and to which database (dbname may be null;
+// else NAMEDATALEN bytes).
+bool slot_assigned(int i, Oid *dboid, char *dbname);
+// Slot i no longer wanted (its worker has stopped): free it.
+void slot_free(int i);
+// If DROP DATABASE asked slot i's worker to leave: until when (0: not asked,
+// or the time is over, and the request is forgotten).
+TimestampTz slot_leave_until(int i, TimestampTz now);
+
+// ---- A worker
+
+// Worker of slot i for database `dboid`, started: take the slot (false if it
+// is not ours: reassigned, or another worker holds it); dbname gets its name.
+bool slot_attach(int i, Oid dboid, char *dbname);
+// The worker exits: its slot no longer names it.
+void slot_detach(int i);
+void slot_set_activity(int i, const char *what);
+// An error of the worker's own: last_error, and activity "error backoff".
+void slot_record_error(int i, const char *msg);
+// What one batch did (last_error: the last handler failure, "" for none).
+void slot_count_batch(int i, int claimed, int delivered, int retried, int failed, const char *last_error);
+void slot_count_reclaimed(int i, int reclaimed, int failed);
+// DROP DATABASE of this worker's database is under way: leave.
+bool slot_asked_to_leave(int i);
+
+// ---- Others
+
+// The latch of the worker serving database `dboid`, or null. Takes the lock
+// shared, raises nothing: safe at commit.
+Latch *slot_latch_of(Oid dboid) noexcept;
+// DROP DATABASE of `dboid`: ask its worker to leave, and the launcher not to
+// start it again before `until`. Returns the slot (-1: not served) and sets
+// its worker's latch.
+int slot_ask_to_leave(Oid dboid, TimestampTz until);
+// The pid of slot i's worker, 0 if none.
+int slot_worker_pid(int i);
+
+// A copy of one assigned slot, for outbox_worker_stats().
+struct SlotView {
+    char dbname[NAMEDATALEN];
+    int pid;
+    TimestampTz started_at;
+    char activity[kActivityLen];
+    uint64 delivered;
+    uint64 failed;
+    uint64 retried;
+    uint64 reclaimed;
+    uint64 batches;
+    TimestampTz last_batch_at;
+    TimestampTz last_error_at;
+    char last_error[kLastErrorLen];
+};
+// Copies of the assigned slots into out (relay_slot_count() entries); returns how many.
+int slots_view(SlotView *out);
+
+// Copy `msg` into a fixed buffer of cap bytes, cut at a character boundary.
+void copy_message(char *dst, int cap, const char *msg);
+
+} // namespace outbox

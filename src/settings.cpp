@@ -1,0 +1,254 @@
+// Every setting (outbox.*), with its check (see settings.hpp).
+#include "outbox/pg.hpp"
+#include "outbox/limits.hpp"
+#include "outbox/settings.hpp"
+
+extern "C" {
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "utils/guc.h"
+#include "utils/varlena.h"
+}
+
+#include <climits>
+#include <cstring>
+#include <initializer_list>
+
+namespace outbox {
+
+int guc_require_transaction = REQUIRE_TX_WARNING;
+int guc_max_retries = 5;
+int guc_base_backoff_ms = 1000;
+int guc_max_backoff_ms = 600000;
+int guc_processing_timeout_ms = 30000;
+int guc_batch_size = 50;
+int guc_max_payload_size = 1024 * 1024;
+
+char *guc_databases = nullptr;
+bool guc_enabled = true;
+int guc_relay_batch_size = 50;
+int guc_poll_interval_ms = 1000;
+int guc_max_error_backoff_ms = 30000;
+int guc_archive_retention_min = 7 * 24 * 60;
+char *guc_role = nullptr;
+int guc_handler_timeout_ms = 10000;
+int guc_max_batch_duration_ms = 1000;
+int guc_max_databases = 16;
+
+namespace {
+
+const struct config_enum_entry require_transaction_options[] = {
+    {"off", REQUIRE_TX_OFF, false},
+    {"warning", REQUIRE_TX_WARNING, false},
+    {"error", REQUIRE_TX_ERROR, false},
+    {"on", REQUIRE_TX_ERROR, true},
+    {"true", REQUIRE_TX_ERROR, true},
+    {"false", REQUIRE_TX_OFF, true},
+    {nullptr, 0, false},
+};
+
+// outbox.databases: database names separated by commas.
+bool
+check_databases(char **newval, void **extra, GucSource source)
+{
+    char *raw = pstrdup(*newval);
+    List *names;
+    bool ok = SplitIdentifierString(raw, ',', &names);
+    if (!ok)
+        GUC_check_errdetail("List syntax is invalid: give database names separated by commas.");
+    list_free(names);
+    pfree(raw);
+    return ok;
+}
+
+// outbox.role: one role name, or empty. Whether the role exists is known only
+// in a transaction: the launcher looks it up (and says so if it does not).
+bool
+check_role(char **newval, void **extra, GucSource source)
+{
+    const char *name = *newval;
+    if (name == nullptr || name[0] == '\0')
+        return true;
+    if (strlen(name) >= NAMEDATALEN) {
+        GUC_check_errdetail("A role name has at most %d bytes.", NAMEDATALEN - 1);
+        return false;
+    }
+    // Words that name no role (CREATE ROLE refuses them).
+    for (const char *reserved : {"public", "none", "current_role", "current_user", "session_user"}) {
+        if (strcmp(name, reserved) == 0) {
+            GUC_check_errdetail("\"%s\" is not the name of a role.", name);
+            GUC_check_errhint("Give the name of a role with LOGIN, or leave outbox.role empty for the bootstrap superuser.");
+            return false;
+        }
+    }
+    return true;
+}
+
+// The first retry's backoff ceiling may not be above the largest one, nor the
+// largest below the first. Checked against the other setting as it is now: a
+// change of both is made in the order that keeps them in step (in
+// postgresql.conf: the one that moves away from the other first). While the
+// library loads, the two take their values one after the other: checked as a
+// pair once both are defined (define_settings).
+bool backoffs_defined = false;
+
+bool
+check_base_backoff(int *newval, void **extra, GucSource source)
+{
+    if (!backoffs_defined || *newval <= guc_max_backoff_ms)
+        return true;
+    GUC_check_errdetail("outbox.base_backoff (%d ms) may not be above outbox.max_backoff (%d ms).", *newval,
+                        guc_max_backoff_ms);
+    GUC_check_errhint("Raise outbox.max_backoff first.");
+    return false;
+}
+
+bool
+check_max_backoff(int *newval, void **extra, GucSource source)
+{
+    if (!backoffs_defined || *newval >= guc_base_backoff_ms)
+        return true;
+    GUC_check_errdetail("outbox.max_backoff (%d ms) may not be below outbox.base_backoff (%d ms).", *newval,
+                        guc_base_backoff_ms);
+    GUC_check_errhint("Lower outbox.base_backoff first.");
+    return false;
+}
+
+void
+define_api_settings()
+{
+    DefineCustomEnumVariable(
+        "outbox.require_transaction",
+        "What outbox_publish does when called outside a transaction block.",
+        "off: nothing; warning: a WARNING (default); error: refuse. Catches an event published "
+        "on its own, in autocommit, instead of inside the transaction of the business change.",
+        &guc_require_transaction, REQUIRE_TX_WARNING, require_transaction_options,
+        PGC_USERSET, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_retries",
+        "Retries after the first attempt before an event is marked failed.",
+        "An event is attempted at most 1 + max_retries times.",
+        &guc_max_retries, 5, 0, 1000, PGC_SUSET, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_backoff",
+        "Largest backoff ceiling between two attempts of an event.",
+        "At least outbox.base_backoff.",
+        &guc_max_backoff_ms, 600000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, check_max_backoff, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.base_backoff",
+        "Backoff ceiling of the first retry; it doubles with each further retry.",
+        "Each retry waits a random time between 0 and min(max_backoff, base_backoff * 2^(n-1)) (full jitter).",
+        &guc_base_backoff_ms, 1000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, check_base_backoff, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.processing_timeout",
+        "Default lease of a claim: after it, an event not completed may be claimed again.",
+        "outbox_claim(lease => ...) overrides it per claim.",
+        &guc_processing_timeout_ms, 30000, kMinLeaseSeconds * 1000, kMaxLeaseSeconds * 1000,
+        PGC_USERSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.batch_size",
+        "Default number of events one claim takes.",
+        "The relay's batches have their own size: outbox.relay_batch_size.",
+        &guc_batch_size, 50, 1, kMaxBatch, PGC_USERSET, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_payload_size",
+        "Largest payload (and largest headers) an event may have.",
+        nullptr,
+        &guc_max_payload_size, 1024 * 1024, 1024, 1024 * 1024 * 1024, PGC_SUSET, GUC_UNIT_BYTE,
+        nullptr, nullptr, nullptr);
+}
+
+void
+define_relay_settings()
+{
+    DefineCustomStringVariable(
+        "outbox.databases",
+        "Databases the relay serves, separated by commas (one worker each).",
+        "A database without the outbox extension is skipped quietly until CREATE EXTENSION outbox.",
+        &guc_databases, "", PGC_SIGHUP, GUC_LIST_INPUT, check_databases, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "outbox.enabled",
+        "Whether the relay delivers events.",
+        "off stops the relay's workers; events wait in outbox_events.",
+        &guc_enabled, true, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.relay_batch_size",
+        "Most events one relay batch claims and delivers, in one transaction.",
+        "A full batch is followed at once by the next; a shorter one lets the worker sleep until woken.",
+        &guc_relay_batch_size, 50, 1, kMaxBatch, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.poll_interval",
+        "Longest sleep of a relay worker between two looks at the outbox.",
+        "A fallback: the worker wakes as soon as a transaction that published commits.",
+        &guc_poll_interval_ms, 1000, 10, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_error_backoff",
+        "Longest pause of a relay worker after an error of its own (it doubles from 1 s).",
+        nullptr,
+        &guc_max_error_backoff_ms, 30000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.archive_retention",
+        "How long delivered events are kept in outbox_events_archive.",
+        "The relay runs outbox_archive_maintain() with it at start and every hour.",
+        &guc_archive_retention_min, 7 * 24 * 60, 60, INT_MAX / 2, PGC_SIGHUP, GUC_UNIT_MIN, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable(
+        "outbox.role",
+        "Role the relay's workers connect as (empty: the bootstrap superuser).",
+        "It needs LOGIN; the relay's own work runs as the extension's owner and each handler as its subscription's owner.",
+        &guc_role, "", PGC_SIGHUP, 0, check_role, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.handler_timeout",
+        "Statement timeout of one subscription handler call (0: none).",
+        "A handler that runs longer is cancelled: its event is retried with backoff.",
+        &guc_handler_timeout_ms, 10000, 0, INT_MAX, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.max_batch_duration",
+        "Longest time one relay batch runs handlers before it commits.",
+        "Checked between events: the events not run yet are claimed again by the next batch, at once, no attempt "
+        "counted. Bounds how long a batch holds its row locks and the xmin horizon that keeps vacuum from "
+        "cleaning outbox_events.",
+        &guc_max_batch_duration_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    // Sizes shared memory: only when preloaded (a PGC_POSTMASTER setting
+    // cannot be created after startup).
+    if (process_shared_preload_libraries_in_progress) {
+        DefineCustomIntVariable(
+            "outbox.max_databases",
+            "Most databases the relay can serve (sizes shared memory).",
+            nullptr,
+            &guc_max_databases, 16, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+    }
+}
+
+} // namespace
+
+void
+define_settings()
+{
+    define_api_settings();
+    define_relay_settings();
+    MarkGUCPrefixReserved("outbox");
+    backoffs_defined = true;
+    if (guc_base_backoff_ms > guc_max_backoff_ms)
+        ereport(WARNING, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                          errmsg("outbox.base_backoff (%d ms) is above outbox.max_backoff (%d ms)", guc_base_backoff_ms,
+                                 guc_max_backoff_ms),
+                          errdetail("Every retry waits at most outbox.max_backoff."),
+                          errhint("Set outbox.base_backoff to at most outbox.max_backoff.")));
+}
+
+} // namespace outbox

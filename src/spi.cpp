@@ -1,0 +1,166 @@
+// Running the extension's statements: the search path pin and the saved
+// plans (see spi.hpp).
+#include "outbox/pg.hpp"
+#include "outbox/extension.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/spi.hpp"
+#include "outbox/sql_text.hpp"
+
+extern "C" {
+#include "access/table.h"
+#include "catalog/namespace.h"
+#include "storage/bufmgr.h"
+#include "utils/memutils.h"
+#include "utils/plancache.h"
+#include "utils/rel.h"
+}
+
+#include <cstring>
+
+namespace outbox {
+
+namespace {
+
+// The saved plans (SPI_keepplan: in their own contexts under CacheMemoryContext).
+struct Plans {
+    uint64 generation;       // of the extension they were prepared for
+    SPIPlanPtr plans[kStatementCount];
+    // Generic plans: the plan cache generation last seen for each statement,
+    // and the size of outbox_events (blocks) when that plan was built.
+    int plan_generation[kStatementCount];
+    BlockNumber plan_blocks[kStatementCount];
+};
+
+Plans saved = {};
+OverrideSearchPath *pinned_path = nullptr;
+
+// Plans of another installation of the extension (dropped, created again):
+// prepared anew.
+void
+forget_stale_plans()
+{
+    uint64 generation = extension_generation();
+    if (generation == saved.generation)
+        return;
+    for (auto &p : saved.plans) {
+        if (p != nullptr)
+            SPI_freeplan(p);
+        p = nullptr;
+    }
+    saved.generation = generation;
+}
+
+SPIPlanPtr
+plan(Stmt which)
+{
+    forget_stale_plans();
+    const Statement &s = statement(which);
+    SPIPlanPtr &slot = saved.plans[static_cast<int>(which)];
+    if (slot != nullptr)
+        return slot;
+
+    char text[4096];
+    const char *schema = extension_schema_quoted();
+    cpp_call([&] { render_sql(s.name, s.text, schema, text, sizeof text); });
+
+    SPIPlanPtr p = SPI_prepare_cursor(text, s.nargs, const_cast<Oid *>(s.argtypes),
+                                      s.plan == PlanChoice::Generic ? CURSOR_OPT_GENERIC_PLAN : 0);
+    if (p == nullptr)
+        elog(ERROR, "outbox: could not prepare statement \"%s\": %s", s.name, SPI_result_code_string(SPI_result));
+    if (SPI_keepplan(p) != 0)
+        elog(ERROR, "outbox: could not keep plan of statement \"%s\"", s.name);
+    slot = p;
+    saved.plan_generation[static_cast<int>(which)] = 0;
+    return p;
+}
+
+// Statements planned PlanChoice::Generic keep one generic plan. Re-planning
+// them on every execution (the plan cache keeps choosing custom plans for
+// them) cost a third of the relay's CPU. Their generic plans walk
+// outbox_events_claim_idx in order under the LIMIT (claim) or the primary key
+// (the others), whatever the arguments, as long as the plan was built for a
+// table of about the current size.
+//
+// A generic plan is built for the size the table has then. A queue table
+// goes from empty to large without any relcache invalidation (nothing is
+// analyzed until autovacuum comes by): a plan built on an empty outbox (seq
+// scans) would then scan the whole heap on every execution. So such a plan
+// is dropped and prepared again once outbox_events has more than doubled
+// since it was built (plus a little slack for small tables).
+constexpr BlockNumber kGrowthSlack = 32;
+
+BlockNumber
+events_blocks(const Statement &s)
+{
+    // The lock the statement takes itself: a locking SELECT takes less than
+    // one that writes.
+    LOCKMODE mode = strncmp(s.text, "SELECT", 6) == 0 ? RowShareLock : RowExclusiveLock;
+    Relation rel = table_open(events_relid(), mode);
+    BlockNumber n = RelationGetNumberOfBlocks(rel);
+    table_close(rel, NoLock);  // the statement takes the same lock anyway
+    return n;
+}
+
+} // namespace
+
+void
+spi_begin()
+{
+    (void) extension_schema_oid();  // ERROR now if the extension is not installed
+    if (pinned_path == nullptr) {
+        MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+        pinned_path = static_cast<OverrideSearchPath *>(palloc0(sizeof(OverrideSearchPath)));
+        pinned_path->schemas = NIL;
+        pinned_path->addCatalog = true;
+        pinned_path->addTemp = false;
+        MemoryContextSwitchTo(old);
+    }
+    if (SPI_connect() != SPI_OK_CONNECT)
+        elog(ERROR, "outbox: SPI_connect failed");
+    PushOverrideSearchPath(pinned_path);
+}
+
+void
+spi_end()
+{
+    PopOverrideSearchPath();
+    if (SPI_finish() != SPI_OK_FINISH)
+        elog(ERROR, "outbox: SPI_finish failed");
+}
+
+int
+run(Stmt which, const Datum *values, const char *nulls, bool read_only, long count)
+{
+    int i = static_cast<int>(which);
+    const Statement &s = statement(which);
+    bool generic = s.plan == PlanChoice::Generic;
+    BlockNumber blocks = 0;
+    if (generic) {
+        forget_stale_plans();
+        blocks = events_blocks(s);
+        if (saved.plans[i] != nullptr && saved.plan_generation[i] != 0 &&
+            blocks > 2 * saved.plan_blocks[i] + kGrowthSlack) {
+            SPI_freeplan(saved.plans[i]);
+            saved.plans[i] = nullptr;
+        }
+    }
+    SPIPlanPtr p = plan(which);
+    int rc = SPI_execute_plan(p, const_cast<Datum *>(values), nulls, read_only, count);
+    if (rc < 0)
+        elog(ERROR, "outbox: statement \"%s\" failed: %s", s.name, SPI_result_code_string(rc));
+    if (generic) {
+        // A new generic plan (first use, or rebuilt after an invalidation)
+        // was built during this execution, for the size measured above.
+        List *sources = SPI_plan_get_plan_sources(p);
+        if (sources != NIL) {
+            CachedPlanSource *src = static_cast<CachedPlanSource *>(linitial(sources));
+            if (src->generation != saved.plan_generation[i]) {
+                saved.plan_generation[i] = src->generation;
+                saved.plan_blocks[i] = blocks;
+            }
+        }
+    }
+    return rc;
+}
+
+} // namespace outbox
