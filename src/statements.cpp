@@ -61,9 +61,13 @@ namespace {
     " retry_count = e.retry_count + 1, last_error = " LEASE_EXPIRED ","                 \
     " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
 
-// Completed events, moved to the archive: the DELETE of `done` ... RETURNING
-// e.*, then this, with what to record as started_on and lease_owner.
-#define ARCHIVE_DONE(started_on, lease_owner)                                           \
+// Completed events, moved to the archive: those of outbox_events that
+// `where` picks, recorded with `started_on` and `lease_owner`.
+#define COMPLETE(where, started_on, lease_owner)                                        \
+    "WITH done AS ("                                                                    \
+    " DELETE FROM @extschema@.outbox_events e"                                          \
+    " WHERE " where                                                                     \
+    " RETURNING e.*) "                                                                  \
     "INSERT INTO @extschema@.outbox_events_archive"                                     \
     " (id, seq, type, payload, headers, ordering_key, status, occurred_at, created_on," \
     "  retry_count, last_error, started_on, completed_on, lease_owner) "                \
@@ -71,6 +75,9 @@ namespace {
     " d.created_on, d.retry_count, d.last_error, " started_on ", statement_timestamp(), " lease_owner \
     " FROM done d "                                                                     \
     "RETURNING id"
+
+// The events $1 still held by the lease $2 (heartbeat, release, complete).
+#define HELD_BY_LEASE "e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active'"
 
 constexpr Oid kClaimArgs[] = {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID};
 
@@ -157,26 +164,17 @@ constexpr Statement kStatements[] = {
      " keep_alive = statement_timestamp(),"
      " expire_in_seconds = coalesce($3, e.expire_in_seconds),"
      " available_at = statement_timestamp() + make_interval(secs => coalesce($3, e.expire_in_seconds)) "
-     "WHERE e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active' "
-     "RETURNING e.id, e.available_at",
+     "WHERE " HELD_BY_LEASE " RETURNING e.id, e.available_at",
      3, {UUIDARRAYOID, INT8OID, INT4OID}, PlanChoice::Default},
 
     {Stmt::Complete, "complete",
-     "WITH done AS ("
-     " DELETE FROM @extschema@.outbox_events e"
-     " WHERE e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active'"
-     " RETURNING e.*) "
-     ARCHIVE_DONE("d.started_on", "d.lease_owner"),
+     COMPLETE(HELD_BY_LEASE, "d.started_on", "d.lease_owner"),
      2, {UUIDARRAYOID, INT8OID}, PlanChoice::Generic},
 
     // Events held by a claim of this transaction (outbox_claim_xact): the
     // caller checked that they are; they are still created, locked by it.
     {Stmt::CompleteXact, "complete xact",
-     "WITH done AS ("
-     " DELETE FROM @extschema@.outbox_events e"
-     " WHERE e.id = ANY ($1) AND e.status = 'created'"
-     " RETURNING e.*) "
-     ARCHIVE_DONE("$2", "$3"),
+     COMPLETE("e.id = ANY ($1) AND e.status = 'created'", "$2", "$3"),
      3, {UUIDARRAYOID, TIMESTAMPTZOID, TEXTOID}, PlanChoice::Generic},
 
     {Stmt::FailLockXact, "fail lock xact",
@@ -188,8 +186,7 @@ constexpr Statement kStatements[] = {
      "UPDATE @extschema@.outbox_events e SET"
      " status = 'created', available_at = statement_timestamp(),"
      " keep_alive = NULL, lease_owner = NULL, lease_token = NULL "
-     "WHERE e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active' "
-     "RETURNING e.id",
+     "WHERE " HELD_BY_LEASE " RETURNING e.id",
      2, {UUIDARRAYOID, INT8OID}, PlanChoice::Default},
 
     {Stmt::FailLock, "fail lock",
@@ -272,7 +269,8 @@ constexpr Statement kStatements[] = {
 #undef EXHAUSTED
 #undef LEASE_EXPIRED
 #undef RECLAIM
-#undef ARCHIVE_DONE
+#undef COMPLETE
+#undef HELD_BY_LEASE
 
 static_assert(sizeof kStatements / sizeof kStatements[0] == kStatementCount, "one row per statement");
 
