@@ -9,6 +9,18 @@
 -- exist in the target schema (look-alike operators, functions or tables)
 -- either make this script fail (same name) or are never used.
 
+-- The script reads in this order: the guard and the roles, then
+--   1. types
+--   2. tables, with their indexes, sequences and comments
+--   3. functions in C
+--   4. functions in SQL and PL/pgSQL
+--   5. subscriptions: their table and functions, and the relay's
+--   6. privileges: every GRANT and REVOKE, in one place
+-- A new function is executable by PUBLIC until section 6 revokes it: list
+-- it there. Section 6 keeps the statements in the order they run (an ACL
+-- lists its entries in the order they were granted), and the calls of
+-- pg_extension_config_dump keep theirs (pg_extension.extconfig does too).
+
 -- Refuse a target schema that an untrusted role could have prepared: its
 -- owner must be a superuser, the installing role, or pg_database_owner.
 DO $guard$
@@ -58,11 +70,9 @@ BEGIN
 END
 $roles$;
 
-GRANT outbox_publisher, outbox_consumer TO outbox_admin;
-
--------------------------------------------------------------------------------
--- Types and tables
--------------------------------------------------------------------------------
+-- ============================================================================
+-- 1. Types
+-- ============================================================================
 
 -- The lifecycle of an event, named as in outbox-event-bus.
 --   created   waiting to be claimed (first delivery, retry, or after a release)
@@ -70,6 +80,10 @@ GRANT outbox_publisher, outbox_consumer TO outbox_admin;
 --   completed delivered (rows with this status live in the archive)
 --   failed    gave up after the maximum attempts, or failed as not retryable
 CREATE TYPE @extschema@.outbox_status AS ENUM ('created', 'active', 'completed', 'failed');
+
+-- ============================================================================
+-- 2. Tables
+-- ============================================================================
 
 CREATE TABLE @extschema@.outbox_events (
     id                uuid NOT NULL,
@@ -179,6 +193,10 @@ SELECT pg_catalog.pg_extension_config_dump(
 -- Fencing tokens: one per claim, increasing.
 CREATE SEQUENCE @extschema@.outbox_lease_token_seq AS bigint;
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_lease_token_seq', '');
+
+-- ============================================================================
+-- 3. Functions in C
+-- ============================================================================
 
 -------------------------------------------------------------------------------
 -- Publishing (C++). SECURITY DEFINER: publishers need no rights on the tables.
@@ -300,9 +318,9 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
 COMMENT ON FUNCTION @extschema@.outbox_release(uuid[], bigint) IS
     'Give claimed events back without counting an attempt (for a consumer shutting down).';
 
--------------------------------------------------------------------------------
--- Operations (SQL: not on any hot path).
--------------------------------------------------------------------------------
+-- ============================================================================
+-- 4. Functions in SQL and PL/pgSQL: operations, not on any hot path.
+-- ============================================================================
 
 CREATE FUNCTION @extschema@.outbox_failed_events(max_events integer DEFAULT 100)
 RETURNS SETOF @extschema@.outbox_events
@@ -352,7 +370,6 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION @extschema@._outbox_check_ids(uuid[]) FROM PUBLIC;
 
 -- Shared by outbox_retry and outbox_discard, once the events are locked
 -- (ids already checked by _outbox_check_ids): every id must name a failed event.
@@ -382,7 +399,6 @@ BEGIN
     END IF;
 END
 $$;
-REVOKE ALL ON FUNCTION @extschema@._outbox_check_failed(uuid[], text) FROM PUBLIC;
 
 CREATE FUNCTION @extschema@.outbox_retry(ids uuid[])
 RETURNS integer
@@ -584,9 +600,148 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_archive_maintain(interval, integer) IS
     'Create the next days'' archive partitions and drop those past retention.';
 
--------------------------------------------------------------------------------
--- Privileges: nothing for PUBLIC; each role gets what its job needs.
--------------------------------------------------------------------------------
+-- ============================================================================
+-- 5. Subscriptions: SQL handlers the relay (background worker) calls, once per
+--    event, in the transaction that moves the event to the archive. Their
+--    table, then their functions (C, then SQL), with the relay's statistics.
+-- ============================================================================
+
+CREATE TABLE @extschema@.outbox_subscriptions (
+    name        text NOT NULL,
+    -- An event type ('user.created') or a pattern ('user.*', '*').
+    event_type  text NOT NULL,
+    -- A function taking one outbox_events row; it runs as owner.
+    handler     regprocedure NOT NULL,
+    owner       regrole NOT NULL,
+    -- A paused subscription receives nothing, and the events it matches wait
+    -- in outbox_events (even those other subscriptions match) until it resumes.
+    paused      boolean NOT NULL DEFAULT false,
+    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    CONSTRAINT outbox_subscriptions_pkey PRIMARY KEY (name),
+    CONSTRAINT outbox_subscriptions_name_check
+        CHECK (name OPERATOR(pg_catalog.<>) ''::text
+               AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 255),
+    CONSTRAINT outbox_subscriptions_event_type_check
+        CHECK (event_type OPERATOR(pg_catalog.<>) ''::text
+               AND pg_catalog.octet_length(event_type) OPERATOR(pg_catalog.<=) 255)
+);
+
+COMMENT ON TABLE @extschema@.outbox_subscriptions IS
+    'SQL handlers the relay calls for each event of a type (pattern). Change through outbox_subscribe() and friends.';
+
+SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_subscriptions', '');
+
+CREATE FUNCTION @extschema@.outbox_subscribe(
+    name       text,
+    event_type text,
+    handler    regproc,
+    owner      regrole DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'outbox_subscribe'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.outbox_subscribe(text, text, regproc, regrole) IS
+    'Call handler (a function taking one outbox_events row; name it ''my_handler'' or, if overloaded, ''my_handler(outbox_events)''::regprocedure) for every event whose type matches event_type (''user.created'', ''user.*'', ''*''); it runs as owner (default: the calling role), exactly once per event.';
+
+CREATE FUNCTION @extschema@._outbox_wake_relay()
+RETURNS void
+AS 'MODULE_PATHNAME', '_outbox_wake_relay'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- What each relay worker is doing, with its counters since it started
+-- (needs shared_preload_libraries = 'outbox').
+CREATE FUNCTION @extschema@.outbox_worker_stats()
+RETURNS TABLE (
+    database      text,
+    pid           integer,
+    state         text,
+    started_at    timestamptz,
+    delivered     bigint,
+    failed        bigint,
+    retried       bigint,
+    reclaimed     bigint,
+    batches       bigint,
+    last_batch_at timestamptz,
+    last_error    text,
+    last_error_at timestamptz)
+AS 'MODULE_PATHNAME', 'outbox_worker_stats'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION @extschema@.outbox_worker_stats() IS
+    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started.';
+
+CREATE FUNCTION @extschema@._outbox_subscription_set_paused(sub text, pause boolean)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF sub IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    UPDATE @extschema@.outbox_subscriptions s SET paused = pause WHERE s.name = sub;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', sub
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT name FROM outbox_subscriptions lists them.';
+    END IF;
+    PERFORM @extschema@._outbox_wake_relay();
+END
+$$;
+
+CREATE FUNCTION @extschema@.outbox_pause_subscription(name text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@._outbox_subscription_set_paused(name, true) $$;
+
+COMMENT ON FUNCTION @extschema@.outbox_pause_subscription(text) IS
+    'Stop calling the subscription''s handler; the events it matches wait in outbox_events until it resumes.';
+
+CREATE FUNCTION @extschema@.outbox_resume_subscription(name text)
+RETURNS void
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT @extschema@._outbox_subscription_set_paused(name, false) $$;
+
+COMMENT ON FUNCTION @extschema@.outbox_resume_subscription(text) IS
+    'Deliver to a paused subscription again, starting with the events that waited.';
+
+CREATE FUNCTION @extschema@.outbox_unsubscribe(name text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF outbox_unsubscribe.name IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    DELETE FROM @extschema@.outbox_subscriptions s WHERE s.name = outbox_unsubscribe.name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" does not exist', outbox_unsubscribe.name
+            USING ERRCODE = '42704',
+                  HINT = 'SELECT name FROM outbox_subscriptions lists them.';
+    END IF;
+    PERFORM @extschema@._outbox_wake_relay();
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.outbox_unsubscribe(text) IS
+    'Drop a subscription. Events it alone matched stay in outbox_events, for SQL consumers or a new subscription.';
+
+-- A relay worker already serving this database is waiting for the extension:
+-- wake it when this CREATE EXTENSION commits.
+SELECT @extschema@._outbox_wake_relay();
+
+-- ============================================================================
+-- 6. Privileges: nothing for PUBLIC; each role gets what its job needs.
+-- ============================================================================
+
+GRANT outbox_publisher, outbox_consumer TO outbox_admin;
+
+REVOKE ALL ON FUNCTION @extschema@._outbox_check_ids(uuid[]) FROM PUBLIC;
+REVOKE ALL ON FUNCTION @extschema@._outbox_check_failed(uuid[], text) FROM PUBLIC;
+
 REVOKE ALL ON TABLE @extschema@.outbox_events, @extschema@.outbox_events_archive,
                     @extschema@.outbox_events_archive_default FROM PUBLIC;
 REVOKE ALL ON SEQUENCE @extschema@.outbox_lease_token_seq FROM PUBLIC;
@@ -635,134 +790,7 @@ GRANT EXECUTE ON FUNCTION
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_stats() TO pg_monitor;
 
--------------------------------------------------------------------------------
--- Subscriptions: SQL handlers the relay (background worker) calls, once per
--- event, in the transaction that moves the event to the archive.
--------------------------------------------------------------------------------
-
-CREATE TABLE @extschema@.outbox_subscriptions (
-    name        text NOT NULL,
-    -- An event type ('user.created') or a pattern ('user.*', '*').
-    event_type  text NOT NULL,
-    -- A function taking one outbox_events row; it runs as owner.
-    handler     regprocedure NOT NULL,
-    owner       regrole NOT NULL,
-    -- A paused subscription receives nothing, and the events it matches wait
-    -- in outbox_events (even those other subscriptions match) until it resumes.
-    paused      boolean NOT NULL DEFAULT false,
-    created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
-    CONSTRAINT outbox_subscriptions_pkey PRIMARY KEY (name),
-    CONSTRAINT outbox_subscriptions_name_check
-        CHECK (name OPERATOR(pg_catalog.<>) ''::text
-               AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 255),
-    CONSTRAINT outbox_subscriptions_event_type_check
-        CHECK (event_type OPERATOR(pg_catalog.<>) ''::text
-               AND pg_catalog.octet_length(event_type) OPERATOR(pg_catalog.<=) 255)
-);
-
-COMMENT ON TABLE @extschema@.outbox_subscriptions IS
-    'SQL handlers the relay calls for each event of a type (pattern). Change through outbox_subscribe() and friends.';
-
-SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_subscriptions', '');
-
-CREATE FUNCTION @extschema@.outbox_subscribe(
-    name       text,
-    event_type text,
-    handler    regproc,
-    owner      regrole DEFAULT NULL)
-RETURNS void
-AS 'MODULE_PATHNAME', 'outbox_subscribe'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
-
-COMMENT ON FUNCTION @extschema@.outbox_subscribe(text, text, regproc, regrole) IS
-    'Call handler (a function taking one outbox_events row; name it ''my_handler'' or, if overloaded, ''my_handler(outbox_events)''::regprocedure) for every event whose type matches event_type (''user.created'', ''user.*'', ''*''); it runs as owner (default: the calling role), exactly once per event.';
-
-CREATE FUNCTION @extschema@._outbox_wake_relay()
-RETURNS void
-AS 'MODULE_PATHNAME', '_outbox_wake_relay'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
-
-CREATE FUNCTION @extschema@._outbox_subscription_set_paused(sub text, pause boolean)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF sub IS NULL THEN
-        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    UPDATE @extschema@.outbox_subscriptions s SET paused = pause WHERE s.name = sub;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'subscription "%" does not exist', sub
-            USING ERRCODE = '42704',
-                  HINT = 'SELECT name FROM outbox_subscriptions lists them.';
-    END IF;
-    PERFORM @extschema@._outbox_wake_relay();
-END
-$$;
 REVOKE ALL ON FUNCTION @extschema@._outbox_subscription_set_paused(text, boolean) FROM PUBLIC;
-
-CREATE FUNCTION @extschema@.outbox_pause_subscription(name text)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT @extschema@._outbox_subscription_set_paused(name, true) $$;
-
-COMMENT ON FUNCTION @extschema@.outbox_pause_subscription(text) IS
-    'Stop calling the subscription''s handler; the events it matches wait in outbox_events until it resumes.';
-
-CREATE FUNCTION @extschema@.outbox_resume_subscription(name text)
-RETURNS void
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$ SELECT @extschema@._outbox_subscription_set_paused(name, false) $$;
-
-COMMENT ON FUNCTION @extschema@.outbox_resume_subscription(text) IS
-    'Deliver to a paused subscription again, starting with the events that waited.';
-
-CREATE FUNCTION @extschema@.outbox_unsubscribe(name text)
-RETURNS void
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF outbox_unsubscribe.name IS NULL THEN
-        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
-    END IF;
-    DELETE FROM @extschema@.outbox_subscriptions s WHERE s.name = outbox_unsubscribe.name;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'subscription "%" does not exist', outbox_unsubscribe.name
-            USING ERRCODE = '42704',
-                  HINT = 'SELECT name FROM outbox_subscriptions lists them.';
-    END IF;
-    PERFORM @extschema@._outbox_wake_relay();
-END
-$$;
-
-COMMENT ON FUNCTION @extschema@.outbox_unsubscribe(text) IS
-    'Drop a subscription. Events it alone matched stay in outbox_events, for SQL consumers or a new subscription.';
-
--- What each relay worker is doing, with its counters since it started
--- (needs shared_preload_libraries = 'outbox').
-CREATE FUNCTION @extschema@.outbox_worker_stats()
-RETURNS TABLE (
-    database      text,
-    pid           integer,
-    state         text,
-    started_at    timestamptz,
-    delivered     bigint,
-    failed        bigint,
-    retried       bigint,
-    reclaimed     bigint,
-    batches       bigint,
-    last_batch_at timestamptz,
-    last_error    text,
-    last_error_at timestamptz)
-AS 'MODULE_PATHNAME', 'outbox_worker_stats'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
-
-COMMENT ON FUNCTION @extschema@.outbox_worker_stats() IS
-    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started.';
 
 REVOKE ALL ON TABLE @extschema@.outbox_subscriptions FROM PUBLIC;
 REVOKE ALL ON FUNCTION
@@ -783,7 +811,3 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_worker_stats()
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO pg_monitor;
-
--- A relay worker already serving this database is waiting for the extension:
--- wake it when this CREATE EXTENSION commits.
-SELECT @extschema@._outbox_wake_relay();
