@@ -1,4 +1,4 @@
-// The module: _PG_init, and the raising half of the C++ error boundary.
+// The module: _PG_init.
 #include "outbox/pg.hpp"
 #include "outbox/drop_database.hpp"
 #include "outbox/extension.hpp"
@@ -13,37 +13,12 @@ extern "C" {
 #include "miscadmin.h"
 }
 
-#include <cstring>
-
 extern "C" {
 PG_MODULE_MAGIC;
 PGDLLEXPORT void _PG_init(void);
 }
 
 namespace outbox {
-
-namespace {
-// The message of the last C++ exception, copied here inside the catch block
-// (no PostgreSQL call there), read after it by raise_cpp_error().
-char cpp_error_message[1024];
-} // namespace
-
-void
-save_cpp_error(const char *what) noexcept
-{
-    if (what == nullptr)
-        what = "unknown C++ exception";
-    std::strncpy(cpp_error_message, what, sizeof cpp_error_message - 1);
-    cpp_error_message[sizeof cpp_error_message - 1] = '\0';
-}
-
-void
-raise_cpp_error()
-{
-    ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
-                    errmsg("outbox: %s", cpp_error_message)));
-    pg_unreachable();
-}
 
 static void
 init_module()
