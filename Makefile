@@ -13,11 +13,15 @@ DATA         = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$
 
 TESTS        = $(sort $(wildcard test/sql/*.sql))
 REGRESS      = $(patsubst test/sql/%.sql,%,$(TESTS))
-REGRESS_OPTS = --inputdir=test --outputdir=test \
+# Expected outputs sit at the top (expected/), inputs under test/: pg_regress
+# and pg_isolation_regress look for test/sql/<name>.sql and test/specs/<name>.spec
+# in the output directory first, and for expected/<name>.out in the input
+# directory (PostgreSQL 15 has no --expecteddir). Results go to test/results.
+REGRESS_OPTS = --inputdir=. --outputdir=test \
                --temp-instance=test/tmp_regress --temp-config=test/regress.conf \
                --load-extension=$(EXTENSION)
 ISOLATION      = $(patsubst test/specs/%.spec,%,$(sort $(wildcard test/specs/*.spec)))
-ISOLATION_OPTS = --inputdir=test --outputdir=test/isolation_output \
+ISOLATION_OPTS = --inputdir=. --outputdir=test \
                  --temp-instance=test/tmp_isolation --temp-config=test/regress.conf \
                  --load-extension=$(EXTENSION)
 TAP_TESTS    = 1
@@ -38,7 +42,8 @@ endif
 # these functions (they are called, not inlined into plans).
 override with_llvm = no
 
-EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/isolation_output test/tmp_regress test/tmp_isolation tmp_check
+EXTRA_CLEAN = sql/$(EXTENSION)--$(EXTVERSION).sql test/results test/log test/regression.diffs test/regression.out \
+              test/tmp_regress test/tmp_isolation tmp_check
 
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)

@@ -82,8 +82,9 @@ for suite in "${suites[@]}"; do
     case $suite in
     regress|isolation)
         echo "== $suite"
-        logdir=test/log; [ $suite = isolation ] && logdir=test/isolation_output/log
-        rm -rf "$logdir"
+        # Both suites write to test/ (results/, log/, regression.diffs), one after the other.
+        logdir=test/log
+        rm -rf "$logdir" test/regression.diffs
         make -s "check-$suite" PG_CONFIG="$pg_config" bindir="$pbin" >"$out" 2>&1
         rc=$?
         cat "$out"
@@ -92,8 +93,7 @@ for suite in "${suites[@]}"; do
         if [ $rc -ne 0 ] || [ $failed -ne $before ]; then
             [ $failed -eq $before ] && failed=$((failed + 1))
             status=1
-            [ $suite = regress ] && show_failure test
-            [ $suite = isolation ] && show_failure test/isolation_output
+            show_failure test
         fi
         scan_logs "$suite" "$logdir"/*.log
         ;;
