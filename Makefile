@@ -16,7 +16,9 @@ REGRESS      = $(patsubst test/sql/%.sql,%,$(TESTS))
 # Expected outputs sit at the top (expected/), inputs under test/: pg_regress
 # and pg_isolation_regress look for test/sql/<name>.sql and test/specs/<name>.spec
 # in the output directory first, and for expected/<name>.out in the input
-# directory (PostgreSQL 15 has no --expecteddir). Results go to test/results.
+# directory (PostgreSQL 15 has no --expecteddir; from 16 it defaults to ".",
+# the same folder here). Results go to test/results; the two suites share
+# test/ (they run one after the other, and their test names differ).
 REGRESS_OPTS = --inputdir=. --outputdir=test \
                --temp-instance=test/tmp_regress --temp-config=test/regress.conf \
                --load-extension=$(EXTENSION)

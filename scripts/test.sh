@@ -84,7 +84,7 @@ for suite in "${suites[@]}"; do
         echo "== $suite"
         # Both suites write to test/ (results/, log/, regression.diffs), one after the other.
         logdir=test/log
-        rm -rf "$logdir" test/regression.diffs
+        rm -rf "$logdir" test/regression.diffs test/regression.out
         make -s "check-$suite" PG_CONFIG="$pg_config" bindir="$pbin" >"$out" 2>&1
         rc=$?
         cat "$out"
