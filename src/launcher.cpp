@@ -168,6 +168,10 @@ adopt_leftovers()
     slots_clear_stopped();
 }
 
+// Whether the launcher said that outbox.base_backoff is above
+// outbox.max_backoff (said again only after it was right in between).
+bool backoff_warned = false;
+
 // One pass: compare what runs with what is configured. Returns how long to
 // wait before the next pass (unless woken earlier).
 long
@@ -225,6 +229,11 @@ launcher_pass()
         if (!role_ok)
             nwant = 0;
     }
+    bool backoff_bad = backoff_pair_is_inconsistent(false);
+    if (backoff_bad && !backoff_warned)
+        (void) backoff_pair_is_inconsistent(true);
+    backoff_warned = backoff_bad;
+
     // Said once when it changes, and again at most every few minutes while it lasts.
     TimestampTz now = GetCurrentTimestamp();
     if (strcmp(missing.data, last_missing) != 0 || strcmp(toomany.data, last_toomany) != 0 ||
@@ -335,6 +344,7 @@ launcher_main(Datum arg)
     local_slots = static_cast<LauncherSlot *>(
         MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * relay_slot_count()));
     adopt_leftovers();
+    backoff_warned = backoff_pair_is_inconsistent(false);  // the postmaster said so at its start
 
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher", ALLOCSET_DEFAULT_SIZES);
     for (;;) {

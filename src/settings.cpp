@@ -62,57 +62,54 @@ check_databases(char **newval, void **extra, GucSource source)
 }
 
 // outbox.role: one role name, or empty. Whether the role exists is known only
-// in a transaction: the launcher looks it up (and says so if it does not).
+// in a transaction: the launcher looks it up, and starts no worker (saying
+// so) while it does not. A value no role can have (CREATE ROLE refuses
+// "public" and "none"; a name has at most NAMEDATALEN - 1 bytes) is refused
+// in a backend: by ALTER SYSTEM, and by a reload, which keeps the value in
+// effect. Not in the postmaster: there a refused value would fall back to the
+// default, the bootstrap superuser; let through, it reaches the launcher as a
+// role that does not exist.
 bool
 check_role(char **newval, void **extra, GucSource source)
 {
     const char *name = *newval;
-    if (name == nullptr || name[0] == '\0')
+    if (!IsUnderPostmaster || name == nullptr || name[0] == '\0')
         return true;
     if (strlen(name) >= NAMEDATALEN) {
         GUC_check_errdetail("A role name has at most %d bytes.", NAMEDATALEN - 1);
         return false;
     }
-    // Words that name no role (CREATE ROLE refuses them).
-    for (const char *reserved : {"public", "none", "current_role", "current_user", "session_user"}) {
-        if (strcmp(name, reserved) == 0) {
-            GUC_check_errdetail("\"%s\" is not the name of a role.", name);
-            GUC_check_errhint("Give the name of a role with LOGIN, or leave outbox.role empty for the bootstrap superuser.");
-            return false;
-        }
+    if (strcmp(name, "public") == 0 || strcmp(name, "none") == 0) {
+        GUC_check_errdetail("\"%s\" is not the name of a role.", name);
+        GUC_check_errhint("Give the name of a role with LOGIN, or leave outbox.role empty for the bootstrap superuser.");
+        return false;
     }
     return true;
 }
 
-// The first retry's backoff ceiling may not be above the largest one, nor the
-// largest below the first. Checked against the other setting as it is now: a
-// change of both is made in the order that keeps them in step (in
-// postgresql.conf: the one that moves away from the other first). While the
-// library loads, the two take their values one after the other: checked as a
-// pair once both are defined (define_settings).
-bool backoffs_defined = false;
+} // namespace
 
+// outbox.base_backoff above outbox.max_backoff is not refused by a check
+// hook: PostgreSQL applies settings one at a time, in orders the user does not
+// choose (a parallel worker takes its leader's in name order, role settings
+// come before database settings), so a hook comparing the two would refuse
+// good configurations. Every wait is capped by outbox.max_backoff anyway
+// (backoff.hpp); a base above it is reported instead, when the server starts
+// and by the launcher when a reload makes it so.
 bool
-check_base_backoff(int *newval, void **extra, GucSource source)
+backoff_pair_is_inconsistent(bool log)
 {
-    if (!backoffs_defined || *newval <= guc_max_backoff_ms)
-        return true;
-    GUC_check_errdetail("outbox.base_backoff (%d ms) may not be above outbox.max_backoff (%d ms).", *newval,
-                        guc_max_backoff_ms);
-    GUC_check_errhint("Raise outbox.max_backoff first.");
-    return false;
+    bool bad = guc_base_backoff_ms > guc_max_backoff_ms;
+    if (bad && log)
+        ereport(WARNING, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+                          errmsg("outbox.base_backoff (%d ms) is above outbox.max_backoff (%d ms)", guc_base_backoff_ms,
+                                 guc_max_backoff_ms),
+                          errdetail("Every retry waits at most outbox.max_backoff."),
+                          errhint("Set outbox.base_backoff to at most outbox.max_backoff.")));
+    return bad;
 }
 
-bool
-check_max_backoff(int *newval, void **extra, GucSource source)
-{
-    if (!backoffs_defined || *newval >= guc_base_backoff_ms)
-        return true;
-    GUC_check_errdetail("outbox.max_backoff (%d ms) may not be below outbox.base_backoff (%d ms).", *newval,
-                        guc_base_backoff_ms);
-    GUC_check_errhint("Lower outbox.base_backoff first.");
-    return false;
-}
+namespace {
 
 void
 define_api_settings()
@@ -134,14 +131,14 @@ define_api_settings()
     DefineCustomIntVariable(
         "outbox.max_backoff",
         "Largest backoff ceiling between two attempts of an event.",
-        "At least outbox.base_backoff.",
-        &guc_max_backoff_ms, 600000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, check_max_backoff, nullptr, nullptr);
+        "A base_backoff above it is capped by it.",
+        &guc_max_backoff_ms, 600000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "outbox.base_backoff",
         "Backoff ceiling of the first retry; it doubles with each further retry.",
         "Each retry waits a random time between 0 and min(max_backoff, base_backoff * 2^(n-1)) (full jitter).",
-        &guc_base_backoff_ms, 1000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, check_base_backoff, nullptr, nullptr);
+        &guc_base_backoff_ms, 1000, 1, INT_MAX, PGC_SUSET, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "outbox.processing_timeout",
@@ -182,8 +179,9 @@ define_relay_settings()
     DefineCustomIntVariable(
         "outbox.relay_batch_size",
         "Most events one relay batch claims and delivers, in one transaction.",
-        "A full batch is followed at once by the next; a shorter one lets the worker sleep until woken.",
-        &guc_relay_batch_size, 50, 1, kMaxBatch, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+        "A full batch is followed at once by the next; a shorter one lets the worker sleep until woken. "
+        "Per database: ALTER DATABASE ... SET (the worker reads it when it starts).",
+        &guc_relay_batch_size, 50, 1, kMaxBatch, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "outbox.poll_interval",
@@ -242,13 +240,8 @@ define_settings()
     define_api_settings();
     define_relay_settings();
     MarkGUCPrefixReserved("outbox");
-    backoffs_defined = true;
-    if (guc_base_backoff_ms > guc_max_backoff_ms)
-        ereport(WARNING, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                          errmsg("outbox.base_backoff (%d ms) is above outbox.max_backoff (%d ms)", guc_base_backoff_ms,
-                                 guc_max_backoff_ms),
-                          errdetail("Every retry waits at most outbox.max_backoff."),
-                          errhint("Set outbox.base_backoff to at most outbox.max_backoff.")));
+    // Once, from the postmaster (not from every backend that loads the library).
+    (void) backoff_pair_is_inconsistent(!IsUnderPostmaster);
 }
 
 } // namespace outbox

@@ -1,8 +1,9 @@
 // The relay's shared memory (see shmem.hpp).
 //
 // The layout and its lock are private to this file. The counters are
-// atomics: a worker adds to them without the lock, outbox_worker_stats()
-// reads them without it. Everything else in a slot is read and written under
+// atomics, so that they can be read without the lock; a worker adds a batch's
+// counts under the lock all the same, so that outbox_worker_stats() (which
+// copies the slots under it) sees all of them or none. Everything else in a slot is read and written under
 // the lock, held only for copies of a few bytes (or of the slots) and scans
 // of at most outbox.max_databases slots: never a system call (kill), an
 // allocation or anything that can raise an ERROR.
@@ -273,20 +274,22 @@ slot_record_error(int i, const char *msg)
 void
 slot_count_batch(int i, int claimed, int delivered, int retried, int failed, const char *last_error)
 {
+    if (claimed == 0 && last_error[0] == '\0')
+        return;  // nothing claimed: nothing to count
+    char buf[kLastErrorLen];
+    copy_message(buf, kLastErrorLen, last_error);
+    TimestampTz now = GetCurrentTimestamp();
+    // Under the lock, although atomic: a reader under the lock sees all of a
+    // batch's counts or none.
+    lock(LW_EXCLUSIVE);
     RelaySlot *s = slot_at(i);
     pg_atomic_fetch_add_u64(&s->delivered, delivered);
     pg_atomic_fetch_add_u64(&s->failed, failed);
     pg_atomic_fetch_add_u64(&s->retried, retried);
-    if (claimed > 0)
+    if (claimed > 0) {
         pg_atomic_fetch_add_u64(&s->batches, 1);
-    if (claimed == 0 && last_error[0] == '\0')
-        return;
-    char buf[kLastErrorLen];
-    copy_message(buf, kLastErrorLen, last_error);
-    TimestampTz now = GetCurrentTimestamp();
-    lock(LW_EXCLUSIVE);
-    if (claimed > 0)
         s->last_batch_at = now;
+    }
     if (buf[0] != '\0') {
         memcpy(s->last_error, buf, kLastErrorLen);
         s->last_error_at = now;
@@ -297,8 +300,10 @@ slot_count_batch(int i, int claimed, int delivered, int retried, int failed, con
 void
 slot_count_reclaimed(int i, int reclaimed, int failed)
 {
+    lock(LW_EXCLUSIVE);
     pg_atomic_fetch_add_u64(&slot_at(i)->reclaimed, reclaimed);
     pg_atomic_fetch_add_u64(&slot_at(i)->failed, failed);
+    unlock();
 }
 
 bool

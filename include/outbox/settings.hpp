@@ -21,7 +21,7 @@ extern int guc_max_payload_size;
 // The relay.
 extern char *guc_databases;
 extern bool guc_enabled;
-extern int guc_relay_batch_size;       // events per relay batch (one transaction)
+extern int guc_relay_batch_size;       // events per relay batch (one transaction); per database too
 extern int guc_poll_interval_ms;
 extern int guc_max_error_backoff_ms;
 extern int guc_archive_retention_min;
@@ -32,5 +32,9 @@ extern int guc_max_databases;          // PGC_POSTMASTER, only when preloaded
 
 // From _PG_init: define them all and reserve the outbox. prefix.
 void define_settings();
+
+// Whether outbox.base_backoff is above outbox.max_backoff (every wait is then
+// capped by max_backoff); if so and `log`, say so with a WARNING.
+bool backoff_pair_is_inconsistent(bool log);
 
 } // namespace outbox

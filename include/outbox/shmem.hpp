@@ -5,7 +5,7 @@
 // (relay_shmem_ready() says whether it does). Every access goes through the
 // functions below, in shmem.cpp: the slots' fields under one LWLock of the
 // named tranche "outbox relay" (never a system call or an allocation under
-// it), the counters as atomics, read without the lock.
+// it), the counters as atomics.
 #pragma once
 
 #include "outbox/pg.hpp"

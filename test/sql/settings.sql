@@ -1,32 +1,42 @@
--- Settings that can be wrong are refused with the reason, and the value in
--- effect stays.
+-- Settings that can be wrong, and what they do.
 
--- The first retry's backoff ceiling may not be above the largest one.
-SET outbox.base_backoff = '20min';
-SET outbox.max_backoff = '500ms';
+-- outbox.base_backoff above outbox.max_backoff is taken (PostgreSQL applies
+-- settings one at a time, in orders nobody chooses: refusing one for the
+-- other's sake would refuse good configurations), and every wait is capped
+-- by outbox.max_backoff.
+SET outbox.require_transaction = off;
+TRUNCATE outbox_events, outbox_events_archive;
+SET outbox.max_backoff = '2s';
+SET outbox.base_backoff = '1h';
 SHOW outbox.base_backoff;
-SHOW outbox.max_backoff;
--- In the order that keeps them in step, both move; equal is fine.
-BEGIN;
-SET LOCAL outbox.max_backoff = '30min';
-SET LOCAL outbox.base_backoff = '20min';
-SHOW outbox.base_backoff;
-SET LOCAL outbox.base_backoff = '30min';
-SHOW outbox.base_backoff;
-ROLLBACK;
-SHOW outbox.base_backoff;
-SHOW outbox.max_backoff;
+SELECT outbox_publish('settings.capped', '{}') IS NOT NULL AS published;
+SELECT lease_token AS token, id AS capped_id FROM outbox_claim(1, types => ARRAY['settings.capped']) \gset
+SELECT outbox_fail(:'capped_id', :token, 'down') AS status;
+SELECT next_retry_at <= now() + interval '2 seconds' AS capped_by_max_backoff
+  FROM outbox_events WHERE id = :'capped_id';
+RESET outbox.base_backoff;
+RESET outbox.max_backoff;
+TRUNCATE outbox_events;
 
--- outbox.role must be able to name a role (whether it exists, the launcher
--- finds out). Checked when written, although only a reload applies it.
+-- outbox.role must be able to name a role: refused when written (ALTER
+-- SYSTEM) or reloaded. Whether the role exists, the launcher finds out.
 ALTER SYSTEM SET outbox.role = 'public';
-ALTER SYSTEM SET outbox.role = 'current_user';
+ALTER SYSTEM SET outbox.role = 'none';
 ALTER SYSTEM SET outbox.role = 'a_name_of_sixty_four_bytes_is_one_byte_longer_than_a_role_may_be';
 ALTER SYSTEM SET outbox.databases = 'a,,b';
+-- A quoted keyword is a name a role can have.
+ALTER SYSTEM SET outbox.role = 'current_user';
+ALTER SYSTEM RESET outbox.role;
 
--- The relay's batch size is its own, set for the server (a reload applies it).
+-- The relay's batch size is its own: for the server (postgresql.conf) or a
+-- database (ALTER DATABASE ... SET), not for an ordinary session.
+CREATE ROLE regress_outbox_settings;
+SET ROLE regress_outbox_settings;
 SET outbox.relay_batch_size = 10;
-SHOW outbox.relay_batch_size;
 SET outbox.batch_size = 10;
+SHOW outbox.batch_size;
+RESET ROLE;
+DROP ROLE regress_outbox_settings;
+SHOW outbox.relay_batch_size;
 SHOW outbox.batch_size;
 RESET outbox.batch_size;
