@@ -4,6 +4,7 @@
 #include "outbox/settings.hpp"
 
 extern "C" {
+#include "access/parallel.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "utils/guc.h"
@@ -68,12 +69,13 @@ check_databases(char **newval, void **extra, GucSource source)
 // in a backend: by ALTER SYSTEM, and by a reload, which keeps the value in
 // effect. Not in the postmaster: there a refused value would fall back to the
 // default, the bootstrap superuser; let through, it reaches the launcher as a
-// role that does not exist.
+// role that does not exist. Nor in a parallel worker, which takes its
+// leader's settings as they are (refusing one fails the query).
 bool
 check_role(char **newval, void **extra, GucSource source)
 {
     const char *name = *newval;
-    if (!IsUnderPostmaster || name == nullptr || name[0] == '\0')
+    if (!IsUnderPostmaster || InitializingParallelWorker || name == nullptr || name[0] == '\0')
         return true;
     if (strlen(name) >= NAMEDATALEN) {
         GUC_check_errdetail("A role name has at most %d bytes.", NAMEDATALEN - 1);

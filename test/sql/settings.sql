@@ -9,6 +9,13 @@ TRUNCATE outbox_events, outbox_events_archive;
 SET outbox.max_backoff = '2s';
 SET outbox.base_backoff = '1h';
 SHOW outbox.base_backoff;
+-- A parallel worker takes the pair as it is (a check of one against the other
+-- failed it: it applies its leader's settings in name order).
+SET force_parallel_mode = on;
+SET parallel_setup_cost = 0;
+SELECT count(*) FROM outbox_events;
+RESET force_parallel_mode;
+RESET parallel_setup_cost;
 SELECT outbox_publish('settings.capped', '{}') IS NOT NULL AS published;
 SELECT lease_token AS token, id AS capped_id FROM outbox_claim(1, types => ARRAY['settings.capped']) \gset
 SELECT outbox_fail(:'capped_id', :token, 'down') AS status;
