@@ -17,7 +17,7 @@
 //   POST   /_reset            clear records and counters (configs stay)
 // Config fields: secrets (["whsec_..."]), mode (ok|status|flaky|stall|drop|
 // redirect), status, retry_after, fail_ratio, seed, stall_ms, delay_ms, body,
-// location, tolerance_s. See test/webhook/README.md.
+// location, drop_with, tolerance_s. See test/webhook/README.md.
 //
 // Imported as a module it exports sign(), verify() and verifyReason().
 
@@ -252,7 +252,10 @@ export function startReceiver(opts = {}) {
         if (mode === 'drop') {
             finish(rec, s, 'drop');
             const sock = req.socket;
-            if (typeof sock.resetAndDestroy === 'function') sock.resetAndDestroy(); else sock.destroy();
+            // "reset" (default): a TCP RST (curl: error 56, recv failure);
+            // "close": a FIN with no answer (curl: error 52, empty reply).
+            if (cfg.drop_with !== 'close' && typeof sock.resetAndDestroy === 'function') sock.resetAndDestroy();
+            else sock.destroy();
             return;
         }
         if (mode === 'redirect') status = Number(cfg.status) >= 300 && Number(cfg.status) < 400 ? Number(cfg.status) : 302;
