@@ -154,6 +154,9 @@ export function startReceiver(opts = {}) {
         return s;
     }
 
+    const emptyState = pathState('');   // read-only stand-in for a path never seen
+    stats.delete('');
+
     function statsOf(s) {
         return {
             received: s.received, unique_ids: s.ids.size, duplicates: s.duplicates,
@@ -355,14 +358,14 @@ export function startReceiver(opts = {}) {
         if (path.startsWith('/_control/') || path === '/_control') return control(req, res, path, body);
         if (path === '/_stats' && req.method === 'GET') {
             const p = params.get('path');
-            if (p !== null) return json(res, 200, statsOf(pathState(p)));
+            if (p !== null) return json(res, 200, statsOf(stats.get(p) || emptyState));
             const out = {};
             for (const [k, v] of stats) out[k] = statsOf(v);
             return json(res, 200, out);
         }
         if (path === '/_records' && req.method === 'GET') {
             const p = params.get('path');
-            return json(res, 200, p === null ? records : pathState(p).records);
+            return json(res, 200, p === null ? records : (stats.get(p) || emptyState).records);
         }
         if (path === '/_reset' && req.method === 'POST') {
             stats.clear();

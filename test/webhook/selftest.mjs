@@ -310,6 +310,10 @@ await control('/st', { mode: 'status', status: 503 });
     const lines = fs.readFileSync(R.record, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
     const want = ['path', 'id', 'ts', 'sig', 'answered', 'at', 'type', 'ordering_key', 'seq', 'occurred_at'];
     check(lines.length === total && lines.every((l) => want.every((k) => k in l)), `record file: ${lines.length} JSON lines, one per delivery (${total}), with every field`);
+    const unknown = await stats('/never');
+    const again = JSON.parse((await request('GET', '/_stats')).body);
+    check(unknown.received === 0 && unknown.unique_ids === 0 && (await records('/never')).length === 0 && !('/never' in again),
+        'an unknown path has zero counters and no records, and asking does not create it');
     const rs = await request('POST', '/_reset');
     const after = JSON.parse((await request('GET', '/_stats')).body);
     const cfg = JSON.parse((await request('GET', '/_control/signed')).body);
