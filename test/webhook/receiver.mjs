@@ -292,15 +292,18 @@ export function startReceiver(opts = {}) {
         rec.stalled = true;
         const st = { rec, s, res, timer: null, done: false };
         stalled.add(st);
+        const sock = req.socket;
+        const onClose = () => end('stall');
         const end = (answered) => {
             if (st.done) return;
             st.done = true;
             stalled.delete(st);
             if (st.timer) clearTimeout(st.timer);
+            sock.removeListener('close', onClose);   // a keep-alive socket lives on
             finish(rec, s, answered);
         };
         st.end = end;
-        req.socket.once('close', () => end('stall'));
+        sock.once('close', onClose);
         const ms = Number(cfg.stall_ms) || 0;
         if (ms > 0) {
             st.timer = setTimeout(() => {

@@ -63,7 +63,8 @@ function startReceiver(name) {
     children.add(child);
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
-    child.stderr.on('data', (d) => process.stderr.write(`# receiver stderr: ${d}`));
+    let err = '';
+    child.stderr.on('data', (d) => { err += d; process.stdout.write(`# receiver stderr: ${d}`); });
     const exited = new Promise((r) => child.on('exit', (code, signal) => { children.delete(child); r({ code, signal, at: performance.now() }); }));
     return (async () => {
         const t0 = performance.now();
@@ -72,7 +73,7 @@ function startReceiver(name) {
             await sleep(20);
         }
         const port = JSON.parse(fs.readFileSync(ready, 'utf8')).port;
-        return { child, port, record, ready, exited, out: () => out };
+        return { child, port, record, ready, exited, out: () => out, err: () => err };
     })();
 }
 
@@ -297,9 +298,13 @@ await control('/st', { mode: 'status', status: 503 });
     const one = new http.Agent({ keepAlive: true, maxSockets: 1 });
     const rs = [];
     for (let i = 0; i < 5; i++) rs.push(await deliver('/ka', event(), null, { opts: { agent: one } }));
-    one.destroy();
     check(rs.every((r) => r.status === 200 && r.headers.connection === 'keep-alive') && rs.slice(1).every((r) => r.reused),
         'keep-alive: 5 requests over one connection');
+    await control('/ka-stall', { mode: 'stall', stall_ms: 5 });
+    const ss = [];
+    for (let i = 0; i < 15; i++) ss.push(await deliver('/ka-stall', event(), null, { opts: { agent: one } }));
+    one.destroy();
+    check(ss.every((r) => r.status === 200) && ss.slice(1).every((r) => r.reused), 'keep-alive: 15 stalls answered after stall_ms over one connection');
 }
 {
     const all = JSON.parse((await request('GET', '/_stats')).body);
@@ -338,6 +343,7 @@ await control('/st', { mode: 'status', status: 503 });
     const res = await Promise.race([Promise.all(pend), sleep(2000).then(() => [])]);
     check(res.length === 50 && res.every((r) => r.error), 'the stalled clients see their connections closed', res.slice(0, 2));
     const lines = fs.readFileSync(R.record, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    check(R.err() === '', 'the receiver wrote nothing on stderr (no errors, no warnings)', R.err());
     check(lines.filter((l) => l.path === '/hang' && l.answered === 'stall').length === 50, 'the record file has the 50 stalled deliveries (flushed at exit)');
 }
 
