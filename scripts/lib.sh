@@ -31,7 +31,7 @@ outbox_run_unprivileged() {
     chown -R "$user" "$work"
     local rel=${script#"$outbox_src"/}
     exec runuser -u "$user" -- env OUTBOX_WORK="$work" PG_CONFIG="$outbox_pg_config" \
-        bash "$work/src/$rel" "$@"
+        OUTBOX_TAP_TESTS="${OUTBOX_TAP_TESTS:-}" bash "$work/src/$rel" "$@"
 }
 
 # outbox_private_install PREFIX: build the extension (warnings are errors) and

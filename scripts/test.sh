@@ -3,6 +3,7 @@
 #
 #   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples]
 #       (default: regress isolation tap)
+#   OUTBOX_TAP_TESTS="test/t/020_relay_wakeup.pl ..." runs only those TAP tests.
 #
 # PG_CONFIG names the PostgreSQL to test against (default: the pg_config on
 # PATH, Debian's postgresql-server-dev-15). --debug-server builds (once, see
@@ -99,7 +100,9 @@ for suite in "${suites[@]}"; do
         ;;
     tap)
         echo "== tap"
-        make -s check-tap PG_CONFIG="$pg_config" bindir="$pbin" >"$out" 2>&1
+        # OUTBOX_TAP_TESTS="test/t/023_relay_poison.pl ...": only those.
+        make -s check-tap PG_CONFIG="$pg_config" bindir="$pbin" \
+            ${OUTBOX_TAP_TESTS:+PROVE_TESTS="$OUTBOX_TAP_TESTS"} >"$out" 2>&1
         rc=$?
         cat "$out"
         total=$(sed -n 's/^Files=[0-9]*, Tests=\([0-9]*\),.*/\1/p' "$out" | tail -n 1)

@@ -1,24 +1,29 @@
-// The relay: one batch of events dispatched to the SQL subscriptions.
+// The relay: one batch of events handed to the subscriptions, and one batch
+// of deliveries to the SQL subscriptions.
 //
-// One transaction per batch. The claim (restricted to the event types of
-// active subscriptions, never those of a paused one) is a claim of the batch's
-// transaction, as outbox_claim_xact() makes: it locks the events and writes
-// nothing (a lease would die with the transaction anyway), and returns their
-// whole rows, the handlers' argument. The handlers then run, every matching
-// one for each event in claim order, as the subscription's owner, under
-// outbox.handler_timeout, in one subtransaction for as long as they succeed.
-// The events whose handlers all succeeded move to the archive with one
-// statement at the end of the batch, in the batch's transaction: the
-// handlers' writes and the archive move commit together, or not at all
-// (exactly-once effect). A handler error rolls back the subtransaction; the
-// events before the failing one run again, one subtransaction each, so that
-// each keeps its own effects and a failure among them is its own. The
-// failure is recorded with backoff (failed after the maximum), that event is
-// left out of the archive move, and the batch goes on with the next events in
-// a new subtransaction. The claim's row locks last until the batch commits,
-// so nobody else can touch the batch's events meanwhile.
+// One transaction per batch. First the relay hands the due events whose type
+// a subscription's pattern matches to those subscriptions (dispatch): a
+// delivery row for each (event, subscription), paused subscriptions too, and
+// the event is marked dispatched (claimed by nobody else from then on; it
+// waits in outbox_events, active, until all its deliveries are settled).
+// Then it claims the due deliveries of the active SQL subscriptions, locked
+// for the batch's transaction, with each event's whole row (the handler's
+// argument), and runs the handlers in claim order, as the subscription's
+// owner, under outbox.handler_timeout, in one subtransaction for as long as
+// they succeed. The deliveries made are marked completed at the end of the
+// batch, and the events whose deliveries are all settled move to the
+// archive, in the batch's transaction: a handler's writes and its delivery's
+// completion commit together, or not at all (exactly-once effect). A handler
+// error rolls back the subtransaction; the deliveries before the failing one
+// run again, one subtransaction each, so that each keeps its own effects and
+// a failure among them is its own. The failure is recorded on that delivery
+// alone, with backoff (failed after the maximum): the event's other
+// deliveries are not touched, and the batch goes on with the next delivery
+// in a new subtransaction. The claim's row locks last until the batch
+// commits, so nobody else can touch the batch's deliveries meanwhile.
 #include "outbox/pg.hpp"
 #include "outbox/claim.hpp"
+#include "outbox/deliveries.hpp"
 #include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/inflight.hpp"
@@ -29,7 +34,6 @@
 #include "outbox/settle.hpp"
 #include "outbox/shmem.hpp"
 #include "outbox/spi.hpp"
-#include "outbox/xact_claims.hpp"
 
 extern "C" {
 #include "access/transam.h"
@@ -39,6 +43,8 @@ extern "C" {
 #include "catalog/pg_proc.h"
 #include "catalog/pg_type.h"
 #include "commands/extension.h"
+#include "executor/executor.h"
+#include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "storage/lock.h"
@@ -55,6 +61,7 @@ extern "C" {
 #include "utils/syscache.h"
 #include "utils/timeout.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "utils/uuid.h"
 }
 
@@ -64,7 +71,6 @@ namespace outbox {
 
 namespace {
 
-constexpr const char *kRelayConsumer = "outbox relay";
 constexpr int kReclaimLimit = 1000;
 
 // The transaction of the batch being delivered (for the in-flight note).
@@ -95,11 +101,13 @@ struct Subscription {
     bool paused;
 };
 
-struct Event {
+// One delivery of the batch: event `id` to subscription `sub`.
+struct Delivery {
     pg_uuid_t id;
+    int sub;       // index in the batch's subscriptions
+    int attempts;  // attempts made before this batch's
     char *type;
-    text *type_text;  // the same, for type_matches()
-    Datum row;  // the whole outbox_events row, as the handlers' argument
+    Datum row;     // the event's outbox_events row, as the handler's argument
 };
 
 char *
@@ -134,19 +142,30 @@ load_subscriptions(MemoryContext cxt, int *n_out)
     return subs;
 }
 
-// The LIKE patterns of the active (paused = false) or paused subscriptions;
-// null when there are none.
+// The LIKE patterns of all subscriptions (paused ones too: their deliveries
+// wait), for the dispatch claim; null when there are none.
 ArrayType *
-claim_patterns(const Subscription *subs, int n, bool paused)
+dispatch_patterns(const Subscription *subs, int n)
+{
+    if (n == 0)
+        return nullptr;
+    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    for (int i = 0; i < n; i++)
+        elems[i] = CStringGetTextDatum(subs[i].pattern);
+    return type_patterns_arg(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
+}
+
+// The names of the subscriptions whose deliveries the relay makes now (not
+// paused); null when there are none.
+ArrayType *
+active_names(const Subscription *subs, int n)
 {
     Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (subs[i].paused == paused)
-            elems[k++] = CStringGetTextDatum(subs[i].pattern);
-    if (k == 0)
-        return nullptr;
-    return type_patterns_arg(construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT));
+        if (!subs[i].paused)
+            elems[k++] = CStringGetTextDatum(subs[i].name);
+    return k == 0 ? nullptr : construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
 // Run one handler on one event as the subscription's owner, with the
@@ -220,14 +239,14 @@ rollback_subxact(MemoryContext cxt, ResourceOwner owner)
     return edata;
 }
 
-// The handlers of events[from..n-1], in order, in one subtransaction, until
-// `deadline` has passed (checked after each event but the first). Returns the
-// index of the first event not run: the group committed with the events
-// before it (n, or less at the deadline), *error stays null. Or, if a handler
-// failed, the index of its event: the subtransaction rolled back (no event of
-// the group took effect), and *error gets the message.
+// The deliveries ds[from..n-1], in order, in one subtransaction, until
+// `deadline` has passed (checked after each delivery but the first). Returns
+// the index of the first delivery not made: the group committed with the
+// deliveries before it (n, or less at the deadline), *error stays null. Or,
+// if a handler failed, the index of its delivery: the subtransaction rolled
+// back (no delivery of the group took effect), and *error gets the message.
 int
-deliver_group(const Event *events, int from, int n, const Subscription *subs, FmgrInfo *handlers, int nsubs,
+deliver_group(const Delivery *ds, int from, int n, const Subscription *subs, FmgrInfo *handlers,
               MemoryContext cxt, TimestampTz deadline, char **error)
 {
     volatile int current = -1;
@@ -238,22 +257,18 @@ deliver_group(const Event *events, int from, int n, const Subscription *subs, Fm
     MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
-        int e = from;
-        for (; e < n; e++) {
-            if (e > from && GetCurrentTimestamp() >= deadline)
+        int d = from;
+        for (; d < n; d++) {
+            if (d > from && GetCurrentTimestamp() >= deadline)
                 break;
-            at = e;
-            for (int i = 0; i < nsubs; i++) {
-                if (subs[i].paused || !type_matches(events[e].type_text, subs[i].like))
-                    continue;
-                current = i;
-                inflight_set(batch_xid, &events[e].id, subs[i].name);
-                call_handler(&subs[i], &handlers[i], events[e].row);
-            }
+            at = d;
+            current = ds[d].sub;
+            inflight_set(batch_xid, &ds[d].id, subs[current].name);
+            call_handler(&subs[current], &handlers[current], ds[d].row);
             current = -1;
         }
         commit_subxact(cxt, owner);
-        at = e;
+        at = d;
     }
     PG_CATCH();
     {
@@ -271,10 +286,11 @@ deliver_group(const Event *events, int from, int n, const Subscription *subs, Fm
     return at;
 }
 
-// Record a failed attempt (own subtransaction: if even that fails, the event
-// is left as it was, due again when the batch commits, the attempt not counted).
+// Record a failed attempt of a delivery (own subtransaction: if even that
+// fails, the delivery is left as it was, due again when the batch commits,
+// the attempt not counted).
 void
-record_failure(const Event *ev, int64 token, const char *error, MemoryContext cxt, BatchResult *out)
+record_failure(const Delivery *d, const Subscription *sub, const char *error, MemoryContext cxt, BatchResult *out)
 {
     ResourceOwner owner = CurrentResourceOwner;
     volatile bool recorded = false;
@@ -286,8 +302,7 @@ record_failure(const Event *ev, int64 token, const char *error, MemoryContext cx
     {
         TimestampTz when = 0;
         spi_begin();
-        const char *status = fail_leased(const_cast<pg_uuid_t *>(&ev->id), token, cstring_to_text(error),
-                                         nullptr, true, &when);
+        const char *status = fail_delivery(&d->id, sub->name, d->attempts, error, &when);
         failed = strcmp(status, "failed") == 0;
         next = when;
         spi_end();
@@ -297,7 +312,7 @@ record_failure(const Event *ev, int64 token, const char *error, MemoryContext cx
     PG_CATCH();
     {
         ErrorData *edata = rollback_subxact(cxt, owner);
-        ereport(WARNING, (errmsg("outbox relay: could not record the failure of an event: %s", edata->message),
+        ereport(WARNING, (errmsg("outbox relay: could not record the failure of a delivery: %s", edata->message),
                           errdetail("%s", error)));
         FreeErrorData(edata);
     }
@@ -305,23 +320,26 @@ record_failure(const Event *ev, int64 token, const char *error, MemoryContext cx
     // Outside the subtransaction's PG_TRY: an error here is the batch's.
     if (!recorded)
         return;
-    char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&ev->id))));
-    copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, ev->type, error));
+    char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&d->id))));
+    copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, d->type, error));
     uint64 others;
     if (failed) {
         out->failed++;
         if (log_limit_allows(&failed_log, &others))
-            ereport(WARNING, (errmsg("outbox relay: event %s (%s) failed for good", id, ev->type),
+            ereport(WARNING, (errmsg("outbox relay: the delivery of event %s (%s) to subscription \"%s\" failed for good",
+                                     id, d->type, sub->name),
                               errdetail("%s", error),
-                              others > 0 ? errhint("%llu more events failed for good since the last such message; "
-                                                   "outbox_failed_events() lists them, outbox_retry() queues them again.",
+                              others > 0 ? errhint("%llu more deliveries failed for good since the last such message; "
+                                                   "outbox_failed_deliveries() lists them, outbox_retry_deliveries() "
+                                                   "queues them again.",
                                                    static_cast<unsigned long long>(others))
-                                         : errhint("outbox_failed_events() lists it; outbox_retry() queues it again.")));
+                                         : errhint("outbox_failed_deliveries() lists it; outbox_retry_deliveries() "
+                                                   "queues it again.")));
     } else {
         out->retried++;
         if (log_limit_allows(&retried_log, &others))
-            ereport(LOG, (errmsg("outbox relay: event %s (%s) will be retried at %s", id, ev->type,
-                                 timestamptz_to_str(next)),
+            ereport(LOG, (errmsg("outbox relay: the delivery of event %s (%s) to subscription \"%s\" will be retried at %s",
+                                 id, d->type, sub->name, timestamptz_to_str(next)),
                           others > 0 ? errdetail("%s (%llu more failed attempts were scheduled for a retry since "
                                                  "the last such message)",
                                                  error, static_cast<unsigned long long>(others))
@@ -329,22 +347,64 @@ record_failure(const Event *ev, int64 token, const char *error, MemoryContext cx
     }
 }
 
-// Move the delivered events (done[i]) to the archive with one statement, in
-// the batch's transaction.
+// Mark the deliveries made (done[i]) completed, with one statement, and
+// move the events whose deliveries are all settled to the archive, in the
+// batch's transaction.
 void
-archive_delivered(const Event *events, const bool *done, int n, int64 token)
+settle_delivered(const Delivery *ds, const bool *done, int n, const Subscription *subs, TimestampTz started)
 {
-    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    pg_uuid_t *ids = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t) * (n > 0 ? n : 1)));
+    const char **names = static_cast<const char **>(palloc(sizeof(char *) * (n > 0 ? n : 1)));
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (done[i])
-            ids[k++] = UUIDPGetDatum(const_cast<pg_uuid_t *>(&events[i].id));
+        if (done[i]) {
+            ids[k] = ds[i].id;
+            names[k++] = subs[ds[i].sub].name;
+        }
     if (k == 0)
         return;
     spi_begin();
-    if (!complete_xact(construct_array(ids, k, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR), k, token))
-        elog(ERROR, "outbox relay: claim " INT64_FORMAT " of this batch is not known", token);
+    (void) complete_deliveries(ids, names, k, started);
     spi_end();
+}
+
+// The event row as the handler sees it, with the delivery's own state:
+// retry_count counts the event's failed attempts before it was handed over
+// (expired leases of consumers) and this delivery's so far; last_error is
+// the delivery's last error, if it has one. Allocated in the current context.
+Datum
+row_for_delivery(Datum row, int attempts, Datum last_error, bool last_error_null)
+{
+    HeapTupleHeader th = DatumGetHeapTupleHeader(row);
+    TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th), HeapTupleHeaderGetTypMod(th));
+    int cols[2] = {0, 0};
+    for (int i = 0; i < desc->natts; i++) {
+        Form_pg_attribute att = TupleDescAttr(desc, i);
+        if (att->attisdropped)
+            continue;
+        if (strcmp(NameStr(att->attname), "retry_count") == 0)
+            cols[0] = i + 1;
+        else if (strcmp(NameStr(att->attname), "last_error") == 0)
+            cols[1] = i + 1;
+    }
+    if (cols[0] == 0 || cols[1] == 0) {
+        ReleaseTupleDesc(desc);
+        elog(ERROR, "outbox relay: outbox_events has no column retry_count or last_error");
+    }
+    HeapTupleData tmp;
+    tmp.t_len = HeapTupleHeaderGetDatumLength(th);
+    ItemPointerSetInvalid(&tmp.t_self);
+    tmp.t_tableOid = InvalidOid;
+    tmp.t_data = th;
+    bool isnull;
+    Datum before = heap_getattr(&tmp, cols[0], desc, &isnull);
+    int retry_count = (isnull ? 0 : DatumGetInt32(before)) + attempts;
+    int ncols = last_error_null ? 1 : 2;  // no error of its own: the event's stays
+    Datum values[2] = {Int32GetDatum(retry_count), last_error_null ? (Datum) 0 : datumCopy(last_error, false, -1)};
+    bool nulls[2] = {false, false};
+    HeapTuple changed = heap_modify_tuple_by_cols(&tmp, desc, ncols, cols, values, nulls);
+    ReleaseTupleDesc(desc);
+    return HeapTupleGetDatum(changed);
 }
 
 // Start a transaction for relay work; false (and nothing open) when the
@@ -381,16 +441,86 @@ begin_work(Oid *save_user, int *save_sec)
     return true;
 }
 
-// When the next event becomes due (between spi_begin and spi_end). Not
-// read-only: it must see the retry times this batch's failures just wrote,
-// which its starting snapshot does not.
+// When the next event or delivery of the SQL subscriptions `names` becomes
+// due (between spi_begin and spi_end). Not read-only: it must see the retry
+// times this batch's failures just wrote, which its starting snapshot does not.
 TimestampTz
-next_due()
+next_due(ArrayType *names)
 {
-    run(Stmt::NextDue, nullptr, nullptr, false, 1);
+    Datum arg = PointerGetDatum(names);
+    char nulls[2] = {names ? ' ' : 'n', '\0'};
+    run(Stmt::NextDue, &arg, nulls, false, 1);
     bool isnull = true;
     Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
     return isnull ? 0 : DatumGetTimestampTz(d);
+}
+
+// Hand the due events the subscriptions match to them, at most batch_size
+// (between spi_begin and spi_end); returns how many were handed over. An
+// expired lease of a consumer met is reclaimed first (one out of attempts is
+// failed instead: counted in out->failed).
+int
+dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
+{
+    ArrayType *patterns = dispatch_patterns(subs, nsubs);
+    if (patterns == nullptr)
+        return 0;
+    Datum values[4] = {Int32GetDatum(batch_size), PointerGetDatum(patterns), (Datum) 0, (Datum) 0};
+    char nulls[5] = {' ', ' ', 'n', 'n', '\0'};  // nothing to leave alone, no ids to skip
+    run(Stmt::DispatchClaim, values, nulls);
+    int claimed = static_cast<int>(SPI_processed);
+    if (claimed == 0)
+        return 0;
+    SPITupleTable *tt = SPI_tuptable;
+    if (tt->tupdesc->natts != 3)
+        elog(ERROR, "outbox relay: its dispatch claim returned %d columns, not 3", tt->tupdesc->natts);
+    ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
+    Datum *events = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
+    Datum *pair_ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
+    Datum *pair_subs = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
+    int n = 0;
+    int pairs = 0;
+    for (int i = 0; i < claimed; i++) {
+        HeapTuple tup = tt->vals[i];
+        TupleDesc desc = tt->tupdesc;
+        bool isnull;
+        if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) &&
+            (reclaimed.rows == nullptr || reclaimed.rows[i] == nullptr)) {
+            out->failed++;  // an expired lease out of attempts: failed, not handed over
+            continue;
+        }
+        Datum id = SPI_getbinval(tup, desc, 1, &isnull);
+        text *type = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+        int matched = 0;
+        for (int s = 0; s < nsubs; s++)
+            if (type_matches(type, subs[s].like)) {
+                pair_ids[pairs] = id;
+                pair_subs[pairs++] = CStringGetTextDatum(subs[s].name);
+                matched++;
+            }
+        if (matched > 0)
+            events[n++] = id;
+    }
+    if (n == 0)
+        return 0;
+    Datum args[3] = {PointerGetDatum(construct_array(events, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                     PointerGetDatum(construct_array(pair_ids, pairs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                     PointerGetDatum(construct_array(pair_subs, pairs, TEXTOID, -1, false, TYPALIGN_INT))};
+    run(Stmt::Dispatch, args, nullptr);
+    if (SPI_processed != static_cast<uint64>(pairs))
+        elog(ERROR, "outbox relay: %d deliveries made for %d (event, subscription) pairs",
+             static_cast<int>(SPI_processed), pairs);
+    return n;
+}
+
+// The subscription of `name` among subs, or -1.
+int
+find_subscription(const Subscription *subs, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (strcmp(subs[i].name, name) == 0)
+            return i;
+    return -1;
 }
 
 void
@@ -425,64 +555,66 @@ relay_batch(int batch_size, BatchResult *out)
     spi_begin();
     int nsubs;
     Subscription *subs = load_subscriptions(cxt, &nsubs);
-    ArrayType *active = claim_patterns(subs, nsubs, false);
-    if (active == nullptr) {
+    if (nsubs == 0) {
         spi_end();
         end_work(save_user, save_sec);
         return;
     }
-    ArrayType *paused = claim_patterns(subs, nsubs, true);
+    pgstat_report_activity(STATE_RUNNING, "outbox relay: dispatching");
+    int dispatched = dispatch(subs, nsubs, batch_size, out);
+    out->claimed = dispatched;
 
-    pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
-    Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(active), PointerGetDatum(paused), (Datum) 0,
-                       (Datum) 0};
-    char nulls[6] = {' ', ' ', paused ? ' ' : 'n', 'n', 'n', '\0'};  // no ids to skip, a new token
-    run(Stmt::RelayClaim, values, nulls);
-    int claimed = static_cast<int>(SPI_processed);
-    out->claimed = claimed;
+    ArrayType *names = active_names(subs, nsubs);
+    int claimed = 0;
+    if (names != nullptr) {
+        pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
+        Datum values[2] = {Int32GetDatum(batch_size), PointerGetDatum(names)};
+        run(Stmt::SqlDeliveryClaim, values, nullptr);
+        claimed = static_cast<int>(SPI_processed);
+    }
+    if (claimed > out->claimed)
+        out->claimed = claimed;
     if (claimed == 0) {
-        out->next_due = next_due();
+        out->next_due = next_due(names);
         spi_end();
         end_work(save_user, save_sec);
         pgstat_report_activity(STATE_IDLE, nullptr);
         return;
     }
-    // Columns: 1 id, 2 type, 3 expired, 4 token, 5 the whole row. An expired
-    // lease (of an outside consumer) is reclaimed first; one that ran out of
-    // attempts is failed instead of handed out.
+    // Columns: 1 event id, 2 subscription, 3 attempts, 4 last_error, 5 the
+    // event's whole row.
     SPITupleTable *tt = SPI_tuptable;
     if (tt->tupdesc->natts != 5)
-        elog(ERROR, "outbox relay: its claim returned %d columns, not 5", tt->tupdesc->natts);
-    ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
-    Event *events = static_cast<Event *>(MemoryContextAllocZero(cxt, sizeof(Event) * claimed));
+        elog(ERROR, "outbox relay: its delivery claim returned %d columns, not 5", tt->tupdesc->natts);
+    batch_xid = GetTopTransactionId();  // the claim's row locks gave it one
+    Delivery *ds = static_cast<Delivery *>(MemoryContextAllocZero(cxt, sizeof(Delivery) * claimed));
     int n = 0;
-    int64 token = 0;
-    int claim = -1;
     for (int i = 0; i < claimed; i++) {
         HeapTuple tup = tt->vals[i];
         TupleDesc desc = tt->tupdesc;
         bool isnull;
+        char *sub_name = column_cstring(tup, desc, 2);
+        int sub = find_subscription(subs, nsubs, sub_name);
+        if (sub < 0)
+            continue;  // cannot be: the claim took the names of subs
+        Delivery *d = &ds[n++];
+        memcpy(&d->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+        d->sub = sub;
+        d->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+        bool error_null;
+        Datum last_error = SPI_getbinval(tup, desc, 4, &error_null);
         Datum row = SPI_getbinval(tup, desc, 5, &isnull);
-        if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull))) {
-            HeapTuple re = reclaimed.rows != nullptr ? reclaimed.rows[i] : nullptr;
-            if (re == nullptr) {
-                out->failed++;  // out of attempts: failed, not handed out
-                continue;
-            }
-            row = SPI_getbinval(re, reclaimed.desc, kReclaimRowCol, &isnull);
-        }
-        if (claim < 0) {
-            token = DatumGetInt64(SPI_getbinval(tup, desc, 4, &isnull));
-            claim = xact_claim_open(token, cstring_to_text(kRelayConsumer));
-            batch_xid = GetTopTransactionId();  // the claim's row locks gave it one
-        }
-        Event *ev = &events[n++];
-        memcpy(&ev->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-        xact_claim_add(claim, &ev->id);
         MemoryContext old = MemoryContextSwitchTo(cxt);
-        ev->type = column_cstring(tup, desc, 2);
-        ev->type_text = cstring_to_text(ev->type);
-        ev->row = datumCopy(row, false, -1);
+        d->row = row_for_delivery(row, d->attempts, last_error, error_null);
+        MemoryContextSwitchTo(old);
+    }
+    // The event types, for messages (the rows are in cxt now).
+    for (int i = 0; i < n; i++) {
+        HeapTupleHeader th = DatumGetHeapTupleHeader(ds[i].row);
+        bool isnull;
+        Datum type = GetAttributeByName(th, "type", &isnull);
+        MemoryContext old = MemoryContextSwitchTo(cxt);
+        ds[i].type = isnull ? pstrdup("") : TextDatumGetCString(type);
         MemoryContextSwitchTo(old);
     }
     spi_end();
@@ -490,32 +622,32 @@ relay_batch(int batch_size, BatchResult *out)
     char activity[96];
     snprintf(activity, sizeof activity, "outbox relay: delivering %d events", n);
     pgstat_report_activity(STATE_RUNNING, activity);
-    // The events run in one subtransaction for as long as their handlers
-    // succeed. When one fails, the group rolls back: the events before it
-    // run again, one subtransaction each (so that each keeps its own
+    // The deliveries run in one subtransaction for as long as their handlers
+    // succeed. When one fails, the group rolls back: the deliveries before
+    // it run again, one subtransaction each (so that each keeps its own
     // effects), its failure is recorded, and the next group starts after it.
-    // Only an event's own first run of the batch can charge it an attempt:
-    // one whose handlers succeeded and then fail when run again (a handler
+    // Only a delivery's own first run of the batch can charge it an attempt:
+    // one whose handler succeeded and then fails when run again (a handler
     // that calls out, or is not deterministic) is left unsettled, due again
     // at once, no attempt counted. The batch ends at outbox.max_batch_duration
-    // (checked between events): the events not run yet are left unsettled too,
-    // and the transaction commits, so that it never holds its locks and the
-    // xmin horizon for long.
+    // (checked between deliveries): those not run yet are left unsettled
+    // too, and the transaction commits, so that it never holds its locks and
+    // the xmin horizon for long.
+    TimestampTz started = GetCurrentTimestamp();
     bool *done = static_cast<bool *>(palloc0(sizeof(bool) * (n > 0 ? n : 1)));
-    FmgrInfo *handlers =
-        static_cast<FmgrInfo *>(MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * (nsubs > 0 ? nsubs : 1)));
+    FmgrInfo *handlers = static_cast<FmgrInfo *>(MemoryContextAllocZero(cxt, sizeof(FmgrInfo) * nsubs));
     for (int i = 0; i < nsubs; i++)
         handlers[i].fn_mcxt = cxt;
-    TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), guc_max_batch_duration_ms);
+    TimestampTz deadline = TimestampTzPlusMilliseconds(started, guc_max_batch_duration_ms);
     for (int from = 0; from < n;) {
-        // Outside any subtransaction: a cancel ends the batch, no event is blamed.
+        // Outside any subtransaction: a cancel ends the batch, no delivery is blamed.
         check_interrupts_and_postmaster();
         if (from > 0 && GetCurrentTimestamp() >= deadline) {
             out->cut_short = true;
             break;
         }
         char *error = nullptr;
-        int at = deliver_group(events, from, n, subs, handlers, nsubs, cxt, deadline, &error);
+        int at = deliver_group(ds, from, n, subs, handlers, cxt, deadline, &error);
         if (error == nullptr) {
             for (int i = from; i < at; i++)
                 done[i] = true;
@@ -527,8 +659,7 @@ relay_batch(int batch_size, BatchResult *out)
             check_interrupts_and_postmaster();
             char *again = nullptr;
             if (GetCurrentTimestamp() < deadline &&
-                deliver_group(events, i, i + 1, subs, handlers, nsubs, cxt, deadline, &again) == i + 1 &&
-                again == nullptr) {
+                deliver_group(ds, i, i + 1, subs, handlers, cxt, deadline, &again) == i + 1 && again == nullptr) {
                 done[i] = true;
                 out->delivered++;
             } else {
@@ -536,14 +667,14 @@ relay_batch(int batch_size, BatchResult *out)
                 out->cut_short = true;
             }
         }
-        record_failure(&events[at], token, error, cxt, out);
+        record_failure(&ds[at], &subs[ds[at].sub], error, cxt, out);
         from = at + 1;
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
-    archive_delivered(events, done, n, token);
-    if (claimed < batch_size) {
+    settle_delivered(ds, done, n, subs, started);
+    if (dispatched < batch_size && claimed < batch_size) {
         spi_begin();
-        out->next_due = next_due();
+        out->next_due = next_due(names);
         spi_end();
     }
     end_work(save_user, save_sec);
@@ -571,24 +702,24 @@ charge_interrupted_delivery(const InflightNote *note)
     const char *status = nullptr;
     TimestampTz next = 0;
     spi_begin();
-    // Still as the batch left it (created, due): hold it as a claim of this
-    // transaction and record the failed attempt as a handler failure is.
-    Datum key = UUIDPGetDatum(&id);
-    run(Stmt::FailLockXact, &key, nullptr, false, 1);
+    // Still as the batch left it (due), locked: record the failed attempt as
+    // a handler failure is.
+    Datum key[2] = {UUIDPGetDatum(&id), CStringGetTextDatum(note->subscription)};
+    run(Stmt::LockDelivery, key, nullptr, false, 1);
     if (SPI_processed == 1) {
-        constexpr int64 kChargeToken = -1;  // never drawn from outbox_lease_token_seq
-        int claim = xact_claim_open(kChargeToken, cstring_to_text(kRelayConsumer));
-        xact_claim_add(claim, &id);
-        status = fail_leased(&id, kChargeToken, cstring_to_text(error), nullptr, true, &next);
+        bool isnull;
+        int attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+        status = fail_delivery(&id, note->subscription, attempts, error, &next);
     }
     spi_end();
     end_work(save_user, save_sec);
     if (status == nullptr)
         return;
     if (strcmp(status, "failed") == 0)
-        ereport(WARNING, (errmsg("outbox relay: event %s failed for good: the relay's process ended while "
-                                 "subscription \"%s\" handled it, once too often", id_text, note->subscription),
-                          errhint("outbox_failed_events() lists it; outbox_retry() queues it again.")));
+        ereport(WARNING, (errmsg("outbox relay: the delivery of event %s to subscription \"%s\" failed for good: "
+                                 "the relay's process ended while it was handled, once too often",
+                                 id_text, note->subscription),
+                          errhint("outbox_failed_deliveries() lists it; outbox_retry_deliveries() queues it again.")));
     else
         ereport(LOG, (errmsg("outbox relay: event %s was being handled by subscription \"%s\" when the relay's "
                              "process ended: counted as a failed attempt, retry at %s",

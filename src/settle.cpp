@@ -126,18 +126,32 @@ run_on_leased(Stmt which, ArrayType *ids, int n, int64 token, const Datum *extra
 
 } // namespace
 
-const char *
-fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool retryable, TimestampTz *next_out)
+text *
+clip_error(text *error)
 {
     // Long errors (stack traces) are kept, cut at a character boundary.
     int len = VARSIZE_ANY_EXHDR(error);
-    if (len > kMaxErrorBytes) {
-        int cut = pg_mbcliplen(VARDATA_ANY(error), len, kMaxErrorBytes - 20);
-        char *buf = static_cast<char *>(palloc(cut + 32));
-        memcpy(buf, VARDATA_ANY(error), cut);
-        strcpy(buf + cut, " ... [truncated]");
-        error = cstring_to_text(buf);
-    }
+    if (len <= kMaxErrorBytes)
+        return error;
+    int cut = pg_mbcliplen(VARDATA_ANY(error), len, kMaxErrorBytes - 20);
+    char *buf = static_cast<char *>(palloc(cut + 32));
+    memcpy(buf, VARDATA_ANY(error), cut);
+    strcpy(buf + cut, " ... [truncated]");
+    return cstring_to_text(buf);
+}
+
+TimestampTz
+retry_time(TimestampTz now, int failures_before)
+{
+    double wait_ms = backoff_ms(failures_before + 1, guc_base_backoff_ms, guc_max_backoff_ms,
+                                pg_prng_double(&pg_global_prng_state));
+    return now + static_cast<int64>(wait_ms * 1000.0);
+}
+
+const char *
+fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool retryable, TimestampTz *next_out)
+{
+    error = clip_error(error);
 
     Datum key[2] = {UUIDPGetDatum(id), Int64GetDatum(token)};
     if (xact_claim_known(token, nullptr)) {
@@ -158,13 +172,7 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     bool give_up = !retryable || attempts_exhausted(failures_before, guc_max_retries);
     TimestampTz next = now;
     if (!give_up) {
-        if (retry_in != nullptr) {
-            next = timestamp_plus_arg(now, retry_in, "retry_in");
-        } else {
-            double wait_ms = backoff_ms(failures_before + 1, guc_base_backoff_ms, guc_max_backoff_ms,
-                                        pg_prng_double(&pg_global_prng_state));
-            next = now + static_cast<int64>(wait_ms * 1000.0);
-        }
+        next = retry_in != nullptr ? timestamp_plus_arg(now, retry_in, "retry_in") : retry_time(now, failures_before);
     }
     const char *status = give_up ? "failed" : "created";
     Datum values[5] = {UUIDPGetDatum(id), CStringGetTextDatum(status), PointerGetDatum(error),

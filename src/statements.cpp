@@ -26,18 +26,30 @@ namespace {
 // locked FOR UPDATE SKIP LOCKED. $1 is the batch size, $2 the LIKE patterns
 // of the types to take (NULL: all), $3 those to leave alone (NULL: none), $4
 // the ids to skip (NULL: none).
-#define CLAIMABLE                                                                       \
+// Events the relay handed to subscriptions (dispatched_at set) are never
+// claimed again: their deliveries are. `earlier` picks the events that hold
+// a later one of their ordering key back.
+#define CLAIMABLE_HELD_BY(earlier)                                                      \
     " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[])"           \
+    "   AND e.dispatched_at IS NULL"                                                    \
     "   AND e.available_at <= statement_timestamp()"                                    \
     "   AND ($2::text[] IS NULL OR e.type LIKE ANY ($2::text[]))"                       \
     "   AND ($3::text[] IS NULL OR NOT e.type LIKE ANY ($3::text[]))"                   \
     "   AND ($4::uuid[] IS NULL OR e.id <> ALL ($4::uuid[]))"                           \
     "   AND (e.ordering_key IS NULL OR NOT EXISTS ("                                    \
     "        SELECT FROM @extschema@.outbox_events p"                                   \
-    "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq))"                \
+    "         WHERE p.ordering_key = e.ordering_key AND p.seq < e.seq" earlier "))"     \
     " ORDER BY e.available_at, e.seq"                                                   \
     " LIMIT $1"                                                                         \
     " FOR UPDATE OF e SKIP LOCKED"
+
+// For consumers: any earlier event of the key still in the outbox (pending,
+// in flight, being delivered to subscriptions, or failed) holds it back.
+#define CLAIMABLE CLAIMABLE_HELD_BY("")
+// For the relay handing events to subscriptions: an earlier event of the key
+// not handed over yet. Once handed over, each subscription keeps the key's
+// order among its own deliveries (the delivery claims).
+#define DISPATCHABLE CLAIMABLE_HELD_BY(" AND p.dispatched_at IS NULL")
 
 // The claim's lease token: the one given ($5), or a new one, drawn only when
 // a row is handed out.
@@ -140,14 +152,81 @@ constexpr Statement kStatements[] = {
      CLAIMABLE,
      5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID}, PlanChoice::Generic},
 
-    // The relay's claim: as "claim xact", returning the whole row, which is
-    // the handlers' argument.
-    {Stmt::RelayClaim, "relay claim",
-     "SELECT e.id, e.type, e.status = 'active' AS expired,"
-     " " CLAIM_TOKEN " AS lease_token, e"
+    // The relay's claim of events to hand to the subscriptions ($2: the
+    // patterns of them all): locked as "claim xact" does; an active event met
+    // is an expired lease of a consumer, reclaimed first.
+    {Stmt::DispatchClaim, "dispatch claim",
+     "SELECT e.id, e.type, e.status = 'active' AS expired"
      " FROM @extschema@.outbox_events e"
-     CLAIMABLE,
-     5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID}, PlanChoice::Generic},
+     DISPATCHABLE,
+     4, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID}, PlanChoice::Generic},
+
+    // The claimed events $1 handed to their subscriptions: a delivery for
+    // each pair ($2[i], $3[i]), due at once; the event is active (being
+    // delivered) until its deliveries are settled.
+    {Stmt::Dispatch, "dispatch",
+     "WITH ev AS ("
+     " UPDATE @extschema@.outbox_events e SET"
+     " status = 'active', dispatched_at = statement_timestamp(), next_retry_at = NULL,"
+     " keep_alive = NULL, lease_token = NULL"
+     " WHERE e.id = ANY ($1) RETURNING e.id, e.seq, e.ordering_key) "
+     "INSERT INTO @extschema@.outbox_deliveries (event_id, subscription, seq, ordering_key, available_at) "
+     "SELECT ev.id, m.sub, ev.seq, ev.ordering_key, statement_timestamp()"
+     " FROM unnest($2::uuid[], $3::text[]) AS m(id, sub) JOIN ev ON ev.id = m.id",
+     3, {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID}, PlanChoice::Default},
+
+    // The due deliveries of the SQL subscriptions $2 (active ones), at most
+    // $1 of each and $1 in all, oldest first (an event's deliveries in
+    // subscription order), never one whose ordering key has an earlier
+    // delivery to the same subscription not settled yet; locked for the
+    // batch's transaction. With the event's whole row, the handler's argument.
+    {Stmt::SqlDeliveryClaim, "sql delivery claim",
+     "SELECT d.event_id, d.subscription, d.attempts, d.last_error, e"
+     " FROM unnest($2::text[]) AS s(name)"
+     " CROSS JOIN LATERAL ("
+     "  SELECT d.event_id, d.subscription, d.attempts, d.last_error, d.available_at, d.seq"
+     "  FROM @extschema@.outbox_deliveries d"
+     "  WHERE d.subscription = s.name AND d.status = 'created'"
+     "    AND d.available_at <= statement_timestamp()"
+     "    AND (d.ordering_key IS NULL OR NOT EXISTS ("
+     "         SELECT FROM @extschema@.outbox_deliveries p"
+     "          WHERE p.subscription = d.subscription AND p.ordering_key = d.ordering_key"
+     "            AND p.seq < d.seq AND p.completed_on IS NULL))"
+     "  ORDER BY d.available_at, d.seq"
+     "  LIMIT $1"
+     "  FOR UPDATE OF d SKIP LOCKED) d"
+     " JOIN @extschema@.outbox_events e ON e.id = d.event_id"
+     " ORDER BY d.available_at, d.seq, d.subscription"
+     " LIMIT $1",
+     2, {INT4OID, TEXTARRAYOID}, PlanChoice::Default},
+
+    // Deliveries made: the pairs ($1[i], $2[i]), started at $3.
+    {Stmt::CompleteDeliveries, "complete deliveries",
+     "UPDATE @extschema@.outbox_deliveries d SET"
+     " status = 'completed', attempts = d.attempts + 1, completed_on = statement_timestamp(),"
+     " started_on = $3, next_retry_at = NULL, lease_token = NULL"
+     " FROM unnest($1::uuid[], $2::text[]) AS m(id, sub)"
+     " WHERE d.event_id = m.id AND d.subscription = m.sub",
+     3, {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID}, PlanChoice::Default},
+
+    // A failed attempt of delivery ($1, $2): $3 the new status as text, $4
+    // the error, $5 when it is due again, $6 next_retry_at.
+    {Stmt::FailDelivery, "fail delivery",
+     "UPDATE @extschema@.outbox_deliveries d SET"
+     " status = $3::@extschema@.outbox_status, attempts = d.attempts + 1, last_error = $4,"
+     " available_at = $5, next_retry_at = $6, started_on = statement_timestamp(), lease_token = NULL "
+     "WHERE d.event_id = $1 AND d.subscription = $2",
+     6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, PlanChoice::Default},
+
+    // A SQL delivery left as a batch left it (due), locked -> its attempts.
+    {Stmt::LockDelivery, "lock delivery",
+     "SELECT d.attempts FROM @extschema@.outbox_deliveries d"
+     " WHERE d.event_id = $1 AND d.subscription = $2 AND d.status = 'created' FOR UPDATE",
+     2, {UUIDOID, TEXTOID}, PlanChoice::Default},
+
+    {Stmt::ArchiveSettled, "archive settled",
+     "SELECT @extschema@._outbox_archive_settled($1)",
+     1, {UUIDARRAYOID}, PlanChoice::Default},
 
     // Expired leases a claim of this transaction met (and locked), taken
     // back. Returns the position of each event in $2 (from 1), whether it is
@@ -223,7 +302,7 @@ constexpr Statement kStatements[] = {
     {Stmt::ReclaimExpired, "reclaim expired",
      "WITH expired AS ("
      " SELECT e.id FROM @extschema@.outbox_events e"
-     " WHERE e.status = 'active' AND e.available_at <= statement_timestamp()"
+     " WHERE e.status = 'active' AND e.dispatched_at IS NULL AND e.available_at <= statement_timestamp()"
      " ORDER BY e.available_at LIMIT $2"
      " FOR UPDATE SKIP LOCKED) "
      RECLAIM
@@ -235,11 +314,16 @@ constexpr Statement kStatements[] = {
      "SELECT a FROM @extschema@.outbox_archive_maintain(make_interval(mins => $1)) a",
      1, {INT4OID}, PlanChoice::Default},
 
+    // Events not handed over yet, and deliveries of the SQL subscriptions $1.
     {Stmt::NextDue, "next due",
-     "SELECT min(e.available_at) FROM @extschema@.outbox_events e"
-     " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[])"
-     "   AND e.available_at > statement_timestamp()",
-     0, {}, PlanChoice::Default},
+     "SELECT least("
+     " (SELECT min(e.available_at) FROM @extschema@.outbox_events e"
+     "   WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[])"
+     "     AND e.dispatched_at IS NULL AND e.available_at > statement_timestamp()),"
+     " (SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
+     "   WHERE d.subscription = ANY ($1::text[]) AND d.status = 'created'"
+     "     AND d.available_at > statement_timestamp()))",
+     1, {TEXTARRAYOID}, PlanChoice::Default},
 
     {Stmt::Subscribe, "subscribe",
      "INSERT INTO @extschema@.outbox_subscriptions (name, event_type, handler, owner)"
@@ -264,7 +348,9 @@ constexpr Statement kStatements[] = {
      3, {INT4OID, UUIDARRAYOID, TEXTOID}, PlanChoice::Default},
 };
 
+#undef CLAIMABLE_HELD_BY
 #undef CLAIMABLE
+#undef DISPATCHABLE
 #undef CLAIM_TOKEN
 #undef EXHAUSTED
 #undef LEASE_EXPIRED
@@ -287,8 +373,8 @@ table_is_sound()
             if ((a < s.nargs) != (s.argtypes[a] != InvalidOid))
                 return false;
     }
-    for (Stmt claim : {Stmt::Claim, Stmt::ClaimXact, Stmt::RelayClaim})
-        for (int a = 0; a < 5; a++)
+    for (Stmt claim : {Stmt::Claim, Stmt::ClaimXact, Stmt::DispatchClaim})
+        for (int a = 0; a < kStatements[static_cast<int>(claim)].nargs && a < 5; a++)
             if (kStatements[static_cast<int>(claim)].argtypes[a] != kClaimArgs[a])
                 return false;
     return true;

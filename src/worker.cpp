@@ -200,6 +200,10 @@ worker_main(Datum arg)
     // No JIT in the relay: its statements are short, and with stale statistics
     // the claim's estimate can pass jit_above_cost and pay a compilation per batch.
     SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    // Settling the last delivery of an event relies on READ COMMITTED: after
+    // locking the event, the next statement sees the other deliveries settled
+    // by transactions that committed meanwhile (_outbox_archive_settled).
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
     in_relay_worker = true;
     ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
     worker_loop(idx, had_note ? &left : nullptr);

@@ -13,6 +13,12 @@ extern "C" {
 
 namespace outbox {
 
+// An error message as last_error keeps it: at most kMaxErrorBytes, cut at a
+// character boundary.
+text *clip_error(text *error);
+// When the retry after `failures_before` failed attempts (and this one) is
+// due: the backoff (outbox.base_backoff, outbox.max_backoff) with full jitter.
+TimestampTz retry_time(TimestampTz now, int failures_before);
 // Record a failed attempt of event `id` held with lease `token` (between
 // spi_begin and spi_end): schedule a retry after retry_in (or the backoff),
 // or mark it failed when not retryable or out of attempts. Returns the new

@@ -18,11 +18,19 @@ enum class Stmt : int {
     // The three claims take their common parameters in the same order:
     // $1 batch, $2 LIKE patterns of types (NULL = all), $3 patterns to leave
     // alone (NULL = none), $4 ids to skip (held by this transaction's claims;
-    // NULL = none), $5 lease token (NULL = a new one).
+    // NULL = none), $5 lease token (NULL = a new one; not for DispatchClaim).
     Claim,              // + $6 lease secs, $7 owner, $8 max_retries
                         //   -> claim columns + handed_out
     ClaimXact,          // -> claim columns + expired (an active event: reclaim it first)
-    RelayClaim,         // -> id, type, expired, token, whole row (composite)
+    DispatchClaim,      // -> id, type, expired
+    Dispatch,           // $1 event ids, $2 delivery event ids, $3 delivery subscriptions
+    SqlDeliveryClaim,   // $1 limit, $2 subscriptions -> event_id, subscription, attempts,
+                        //   last_error, whole event row (composite)
+    CompleteDeliveries, // $1 event ids, $2 subscriptions, $3 started_on
+    FailDelivery,       // $1 event id, $2 subscription, $3 status, $4 error, $5 available_at,
+                        //   $6 next_retry_at
+    LockDelivery,       // $1 event id, $2 subscription -> attempts (a due SQL delivery)
+    ArchiveSettled,     // $1 event ids -> how many moved to the archive
     ReclaimXact,        // $1 max_retries, $2 ids (expired, locked by this transaction)
                         // -> position in $2 (from 1), handed_out, attempt, whole row
     Heartbeat,          // $1 ids, $2 token, $3 lease secs (NULL = keep)
@@ -37,7 +45,8 @@ enum class Stmt : int {
     Subscriptions,      // -> name, event_type, handler oid, owner oid, paused
     ReclaimExpired,     // $1 max_retries, $2 limit -> became_failed per event
     ArchiveMaintain,    // $1 retention minutes -> actions taken
-    NextDue,            // -> earliest available_at still ahead (retry, delivery time, lease end)
+    NextDue,            // $1 SQL subscriptions -> earliest available_at still ahead (retry,
+                        //   delivery time, lease end)
     Subscribe,          // $1 name, $2 event_type, $3 handler oid, $4 owner oid -> name (none on conflict)
     ChargeAbandoned,    // $1 max_retries, $2 ids (of a transaction claim whose session ended), $3 error
     Count_

@@ -4,13 +4,15 @@
 # every state: due, scheduled, active under a lease, waiting for a retry,
 # failed, delivered and discarded (in the archive, in partitions made by
 # outbox_archive_maintain), plus subscriptions, one paused. It is updated to
-# 0.1.1. Afterwards every row is as it was, the lease taken before the update
-# still holds, the 0.1.1 behaviour is there (the ids errors of outbox_retry
-# and outbox_discard, NULL subscription names, retention bounds, a table
-# squatting a partition's name refused), and the updated extension is the
-# same, object for object, as a fresh CREATE EXTENSION of 0.1.1 in another
+# the current version (0.1.0 -> 0.1.1 -> 0.2.0). Afterwards every row is as
+# it was (with the columns 0.2.0 adds empty), the lease taken before the
+# update still holds, the 0.1.1 behaviour is there (the ids errors of
+# outbox_retry and outbox_discard, NULL subscription names, retention bounds,
+# a table squatting a partition's name refused), and the updated extension is
+# the same, object for object, as a fresh CREATE EXTENSION in another
 # database: members, function definitions, privileges and comments, columns,
-# constraints and indexes, the tables pg_dump dumps with their rows.
+# constraints and indexes, the tables pg_dump dumps with their rows. Last,
+# the relay hands an event stored before the update to its subscription.
 use strict;
 use warnings;
 
@@ -49,7 +51,7 @@ for my $db ('upgraded', 'fresh')
 is($node->safe_psql('postgres',
 	q{SELECT string_agg(source || '->' || target, ' ' ORDER BY source, target) FROM pg_extension_update_paths('outbox')
 	   WHERE path IS NOT NULL}),
-	'0.1.0->0.1.1', 'an update path from 0.1.0 to 0.1.1 is shipped');
+	'0.1.0->0.1.1 0.1.0->0.2.0 0.1.1->0.2.0', 'update paths from 0.1.0 and 0.1.1 to 0.2.0 are shipped');
 
 sql('upgraded', q{CREATE EXTENSION outbox SCHEMA outbox VERSION '0.1.0'});
 is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.0',
@@ -102,8 +104,8 @@ is(sql('upgraded', $states_sql), '01:active 02:created 05:active 06:failed 07:cr
 # Everything stored: every row of every table of the extension (all
 # columns), the partitions and their bounds, the sequences.
 my $data_sql = q{
-	SELECT e::text FROM outbox_events e ORDER BY seq;
-	SELECT a::text, a.tableoid::regclass FROM outbox_events_archive a ORDER BY id;
+	SELECT (to_jsonb(e) - 'dispatched_at')::text FROM outbox_events e ORDER BY seq;
+	SELECT (to_jsonb(a) - 'deliveries')::text, a.tableoid::regclass FROM outbox_events_archive a ORDER BY id;
 	SELECT s::text FROM outbox_subscriptions s ORDER BY name;
 	SELECT c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid)
 	  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
@@ -115,11 +117,15 @@ my $before = sql('upgraded', $data_sql);
 my ($worker_a_token) = sql('upgraded',
 	q{SELECT DISTINCT lease_token FROM outbox_events WHERE lease_owner = 'worker-a'});
 
-sql('upgraded', q{ALTER EXTENSION outbox UPDATE TO '0.1.1'});
-is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.1',
-	'ALTER EXTENSION outbox UPDATE TO 0.1.1');
+sql('upgraded', q{ALTER EXTENSION outbox UPDATE});
+is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.2.0',
+	'ALTER EXTENSION outbox UPDATE (to 0.2.0)');
 is(sql('upgraded', $data_sql), $before,
 	'every event, archived event, partition, subscription and sequence is as before the update');
+is(sql('upgraded', q{SELECT count(*) FILTER (WHERE dispatched_at IS NOT NULL) || ' '
+                            || (SELECT count(*) FROM outbox_events_archive WHERE deliveries IS NOT NULL) || ' '
+                            || (SELECT count(*) FROM outbox_deliveries) FROM outbox_events}),
+	'0 0 0', 'no event is handed to subscriptions yet, and there are no deliveries');
 
 # The 0.1.1 behaviour.
 my %new_errors = (
@@ -175,9 +181,9 @@ is(sql('upgraded', q{SELECT string_agg(right(id::text, 2) || ':' || status, ' ' 
 	'01:completed 02:completed 03:completed 04:completed 05:completed 06:completed 08:failed 09:completed 11:completed',
 	'updated: the archive holds what was delivered or discarded, before and after the update');
 
-# The updated extension equals a fresh install of 0.1.1, object for object.
+# The updated extension equals a fresh install of 0.2.0, object for object.
 sql('fresh', q{CREATE EXTENSION outbox SCHEMA outbox});
-is(sql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.1', 'fresh install of 0.1.1');
+is(sql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.2.0', 'fresh install of 0.2.0');
 
 my $schema_sql = q{
 	-- the extension's members
@@ -230,11 +236,12 @@ my $upgraded_schema = sql('upgraded', $schema_sql);
 my $fresh_schema = sql('fresh', $schema_sql);
 like($fresh_schema, qr/^member function (outbox\.)?_outbox_check_ids\(uuid\[\]\)$/m,
 	'the comparison sees the extension\'s members (the function 0.1.1 adds among them)');
+like($fresh_schema, qr/^member table (outbox\.)?outbox_deliveries$/m, 'and the table 0.2.0 adds');
 like($fresh_schema, qr/CREATE OR REPLACE FUNCTION outbox\.outbox_archive_maintain/,
 	'the comparison sees function definitions');
 if ($upgraded_schema eq $fresh_schema)
 {
-	pass('the updated extension equals a fresh install of 0.1.1');
+	pass('the updated extension equals a fresh install of 0.2.0');
 }
 else
 {
@@ -242,8 +249,25 @@ else
 	write_file("$tmp/upgraded", "$upgraded_schema\n");
 	write_file("$tmp/fresh", "$fresh_schema\n");
 	diag(scalar `diff -u $tmp/fresh $tmp/upgraded`);
-	fail('the updated extension equals a fresh install of 0.1.1');
+	fail('the updated extension equals a fresh install of 0.2.0');
 }
+
+# The relay, started now, hands the reminder published before the update
+# (made due here) to the subscription its type matches, and archives it with
+# that subscription's outcome.
+sql('upgraded', q{UPDATE outbox_events SET available_at = now() WHERE id = ev(10)});
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET outbox.enabled = on;
+	ALTER SYSTEM SET outbox.databases = 'upgraded';
+	SELECT pg_reload_conf();
+});
+ok($node->poll_query_until('upgraded', q{SELECT count(*) FROM public.effects WHERE event_id = public.ev(10)}, '1'),
+	'the relay delivers an event stored before the update');
+is(sql('upgraded', q{SELECT count(*) FROM effects}), '1', 'the relay delivered it once, and only it');
+ok($node->poll_query_until('upgraded',
+	q{SELECT status || ' ' || (deliveries->'orders'->>'status') FROM outbox.outbox_events_archive WHERE id = public.ev(10)},
+	'completed completed'),
+	'it is archived with its subscription\'s outcome');
 
 $node->stop;
 done_testing();

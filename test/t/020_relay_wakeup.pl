@@ -2,7 +2,7 @@
 # poll interval of ten minutes, a committed event is delivered at once and a
 # rolled-back one never. Events no subscription matches stay for SQL
 # consumers; an event matched by two subscriptions reaches each once; a
-# paused subscription holds back the events it matches.
+# paused subscription holds back its own deliveries, not the others'.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -80,12 +80,18 @@ wait_for_relay($node, 'postgres', "SELECT count(*) FROM audit WHERE type = 'user
 is($node->safe_psql('postgres', "SELECT count(*) FROM effects WHERE type = 'user.both'"),
 	'1', 'and the first, once');
 
-# Paused: the events it matches wait, even those another subscription matches.
+# Paused: its deliveries wait; another subscription's go on.
 $node->safe_psql('postgres', "SELECT outbox_pause_subscription('audit')");
 $node->safe_psql('postgres', "BEGIN; SELECT outbox_publish('user.while_paused', '{}'); COMMIT;");
+wait_for_relay($node, 'postgres', "SELECT count(*) FROM effects WHERE type = 'user.while_paused'", 1,
+	'an event matched by a paused subscription reaches the other one');
 sleep 1;
-is($node->safe_psql('postgres', "SELECT status FROM outbox_events WHERE type = 'user.while_paused'"),
-	'created', 'an event matched by a paused subscription waits');
+is($node->safe_psql('postgres', q{
+	SELECT d.subscription || ':' || d.status FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id
+	 WHERE e.type = 'user.while_paused' AND d.completed_on IS NULL}),
+	'audit:created', 'the paused subscription\'s delivery waits');
+is($node->safe_psql('postgres', "SELECT count(*) FROM audit WHERE type = 'user.while_paused'"), '0',
+	'and its handler was not called');
 $node->safe_psql('postgres', "SELECT outbox_resume_subscription('audit')");
 wait_for_relay($node, 'postgres',
 	"SELECT count(*) FROM audit a JOIN effects f USING (event_id) WHERE a.type = 'user.while_paused'", 1,

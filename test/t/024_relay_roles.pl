@@ -43,13 +43,13 @@ $node->safe_psql('postgres', q{
 	SELECT outbox_publish('escalate', '{}');
 	COMMIT;
 });
-wait_for_relay($node, 'postgres', "SELECT count(*) FROM outbox_events WHERE status = 'failed'", 2,
-	'the two overreaching events fail');
+wait_for_relay($node, 'postgres', "SELECT count(*) FROM deliveries WHERE status = 'failed'", 2,
+	'the two overreaching events\' deliveries fail');
 is($node->safe_psql('postgres', "SELECT who || ' ' || note FROM alice_log"), 'alice ok',
 	'the allowed handler call ran as alice');
-like($node->safe_psql('postgres', "SELECT last_error FROM outbox_events WHERE type = 'steal'"),
+like($node->safe_psql('postgres', "SELECT last_error FROM deliveries WHERE type = 'steal'"),
 	qr/permission denied for table secrets/, 'reading a table alice may not read fails');
-like($node->safe_psql('postgres', "SELECT last_error FROM outbox_events WHERE type = 'escalate'"),
+like($node->safe_psql('postgres', "SELECT last_error FROM deliveries WHERE type = 'escalate'"),
 	qr/cannot set parameter "role" within security-(definer function|restricted operation)/, 'switching roles fails');
 
 # Revoking EXECUTE on the handler from its owner stops the deliveries.
@@ -57,9 +57,9 @@ $node->safe_psql('postgres', q{
 	REVOKE EXECUTE ON FUNCTION alice_handler(outbox_events) FROM PUBLIC;
 	BEGIN; SELECT outbox_publish('hello.again', '{}'); COMMIT;
 });
-wait_for_relay($node, 'postgres', "SELECT status FROM outbox_events WHERE type = 'hello.again'", 'failed',
+wait_for_relay($node, 'postgres', "SELECT status FROM deliveries WHERE type = 'hello.again'", 'failed',
 	'a handler its owner may no longer execute is not run');
-like($node->safe_psql('postgres', "SELECT last_error FROM outbox_events WHERE type = 'hello.again'"),
+like($node->safe_psql('postgres', "SELECT last_error FROM deliveries WHERE type = 'hello.again'"),
 	qr/role "alice" may not execute alice_handler/, 'and the error says why');
 
 $node->stop;

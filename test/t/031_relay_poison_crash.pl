@@ -47,13 +47,13 @@ $node->safe_psql('postgres', q{
 	COMMIT;
 });
 
-wait_for_relay($node, 'postgres', "SELECT status FROM outbox_events WHERE payload ? 'kill'", 'failed',
-	'the poison event ends failed');
+wait_for_relay($node, 'postgres', "SELECT status FROM deliveries WHERE payload ? 'kill'", 'failed',
+	'the poison event\'s delivery ends failed');
 is($node->safe_psql('postgres', "SELECT last_value FROM kills"), '3',
 	'it was attempted exactly 1 + max_retries = 3 times');
-is($node->safe_psql('postgres', "SELECT retry_count FROM outbox_events WHERE payload ? 'kill'"), '3',
+is($node->safe_psql('postgres', "SELECT attempts FROM deliveries WHERE payload ? 'kill'"), '3',
 	'each death counted one failed attempt');
-like($node->safe_psql('postgres', "SELECT last_error FROM outbox_events WHERE payload ? 'kill'"),
+like($node->safe_psql('postgres', "SELECT last_error FROM deliveries WHERE payload ? 'kill'"),
 	qr/the relay's process ended while subscription "killer" handled this event/,
 	'last_error says the process ended in that subscription');
 wait_for_relay($node, 'postgres', "SELECT count(*) FROM effects", 6,

@@ -38,7 +38,7 @@ is($node->safe_psql('postgres', 'SELECT last_value FROM flaky_calls'), '3',
 	'it ran in the group, again after the poison failed (and failed), then in the next batch');
 is($node->safe_psql('postgres', "SELECT retry_count FROM outbox_events_archive WHERE payload ? 'flaky'"), '0',
 	'the failure of its re-run was not charged');
-is($node->safe_psql('postgres', "SELECT status || ' ' || retry_count FROM outbox_events WHERE payload ? 'poison'"),
+is($node->safe_psql('postgres', "SELECT status || ' ' || attempts FROM deliveries WHERE payload ? 'poison'"),
 	'failed 1', 'the poison event was charged its own failure');
 is($node->safe_psql('postgres', "SELECT count(*) FROM effects"), '1', 'the flaky event took effect once');
 

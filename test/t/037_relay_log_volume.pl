@@ -21,8 +21,8 @@ $node->safe_psql('d1', q{
 	SELECT count(outbox_publish('bad', '{"poison": "x"}')) FROM generate_series(1, 500);
 	COMMIT;
 });
-wait_for_relay($node, 'd1', "SELECT count(*) FROM outbox_events WHERE status = 'failed'", 500,
-	'500 events fail for good');
+wait_for_relay($node, 'd1', "SELECT count(*) FROM deliveries WHERE status = 'failed'", 500,
+	'500 deliveries fail for good');
 sleep 12;    # the launcher tries again every second for databases without a worker
 
 my $log = slurp_file($node->logfile);

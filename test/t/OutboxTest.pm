@@ -51,6 +51,9 @@ sub setup_relay_db
 			END IF;
 			INSERT INTO public.effects (event_id, type) VALUES (e.id, e.type);
 		END $$;
+		-- The deliveries not settled yet, with their event's type and payload.
+		CREATE VIEW deliveries AS
+			SELECT e.type, e.payload, d.* FROM outbox_deliveries d JOIN outbox_events e ON e.id = d.event_id;
 	});
 	return;
 }
