@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build outbox and run its test suites against a real PostgreSQL.
 #
-#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples]
-#       (default: regress isolation tap)
+#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples] [http]
+#       (default: regress isolation tap; http is the HTTP sink's engine test,
+#       test/http/run.sh, which needs no PostgreSQL)
 #
 # PG_CONFIG names the PostgreSQL to test against (default: the pg_config on
 # PATH, Debian's postgresql-server-dev-15). --debug-server builds (once, see
@@ -134,6 +135,17 @@ for suite in "${suites[@]}"; do
         else
             echo "$suite/run.sh not present: skipped"
         fi
+        ;;
+    http)
+        # The delivery engine alone, against a local server: no PostgreSQL,
+        # so no server logs to scan.
+        echo "== http"
+        bash test/http/run.sh >"$out" 2>&1
+        rc=$?
+        cat "$out"
+        ok=$(grep -cE '^ok [0-9]+' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")
+        passed=$((passed + ok)); failed=$((failed + bad))
+        if [ $rc -ne 0 ]; then status=1; [ $bad -eq 0 ] && failed=$((failed + 1)); fi
         ;;
     *)
         echo "unknown suite: $suite"; failed=$((failed + 1)); status=1 ;;
