@@ -386,23 +386,31 @@ http_tests()
               std::to_string(after - before) + " new connections");
     }
 
-    // SSRF: 127.0.0.1 (and a name resolving to it) refused unless allowed.
+    // SSRF: 127.0.0.1 (and a name resolving to it) refused unless allowed,
+    // on a new connection (the socket is never created) and on a pooled one
+    // opened by a request that allowed it (the pre-request check).
     {
         long before = server_stats(c)["/ok"];
+        HttpClient fresh(16, 16);
         HttpRequest req = request("/ok");
         req.allow_private = false;
-        HttpResult r = send_one(c, req);
+        HttpResult r = send_one(fresh, req);
         HttpRequest byname = request("/ok");
         byname.url = "http://localhost:" + base_url.substr(base_url.rfind(':') + 1) + "/ok";
         byname.allow_private = false;
-        HttpResult r2 = send_one(c, byname);
+        HttpResult r2 = send_one(fresh, byname);
+        HttpResult warm = send_one(c, request("/ok")); // c has a pooled connection to 127.0.0.1 now
+        HttpResult r3 = send_one(c, req);
         long after = server_stats(c)["/ok"];
-        check(r.outcome == HttpOutcome::Refused && contains(r.error, "127.0.0.1 (loopback)"),
-              "private destination: 127.0.0.1 refused when allow_private is false", describe(r));
+        check(r.outcome == HttpOutcome::Refused && contains(r.error, "127.0.0.1 (loopback)") && r.status == 0,
+              "private destination: 127.0.0.1 refused on a new connection when allow_private is false", describe(r));
         check(r2.outcome == HttpOutcome::Refused && contains(r2.error, "loopback"),
               "private destination: localhost (resolved) refused when allow_private is false", describe(r2));
-        check(after == before, "private destination: no request reached the server",
-              std::to_string(after - before));
+        check(warm.outcome == HttpOutcome::Delivered && r3.outcome == HttpOutcome::Refused &&
+                  contains(r3.error, "127.0.0.1 (loopback)"),
+              "private destination: refused on a pooled connection too", describe(r3));
+        check(after == before + 1, "private destination: no refused request reached the server",
+              std::to_string(after - before) + " requests reached /ok (1 allowed)");
         HttpResult ok = send_one(c, request("/ok"));
         check(ok.outcome == HttpOutcome::Delivered, "private destination: allowed when allow_private is true",
               describe(ok));
