@@ -7,7 +7,9 @@ set -euo pipefail
 # --debug-postgres: also what scripts/debug-postgres.sh needs to build
 # PostgreSQL from its release tarball (bison and flex only if a generated
 # file has to be remade; readline and zlib as Debian's server has them).
-pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libipc-run-perl)
+# libcurl4-openssl-dev and libssl-dev: the HTTP sink (libcurl's multi socket
+# interface, libcrypto's HMAC); python3: the HTTP engine test's local server.
+pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libipc-run-perl libcurl4-openssl-dev libssl-dev python3)
 for arg in "$@"; do
     case $arg in
     --debug-postgres) pkgs+=(bzip2 bison flex pkg-config libreadline-dev zlib1g-dev perl) ;;

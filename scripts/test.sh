@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build outbox and run its test suites against a real PostgreSQL.
 #
-#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples]
-#       (default: regress isolation tap)
+#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples] [http] [webhooks]
+#       (default: regress isolation tap; http is the HTTP sink's engine test,
+#       test/http/run.sh, and webhooks the test receiver's self-test and the
+#       signature examples, examples/webhooks: neither needs PostgreSQL)
 #   OUTBOX_TAP_TESTS="test/t/020_relay_wakeup.pl ..." runs only those TAP tests.
 #
 # PG_CONFIG names the PostgreSQL to test against (default: the pg_config on
@@ -136,6 +138,30 @@ for suite in "${suites[@]}"; do
             scan_logs "$suite" "$serverlog"
         else
             echo "$suite/run.sh not present: skipped"
+        fi
+        ;;
+    http)
+        # The delivery engine alone, against a local server: no PostgreSQL,
+        # so no server logs to scan.
+        echo "== http"
+        bash test/http/run.sh >"$out" 2>&1
+        rc=$?
+        cat "$out"
+        ok=$(grep -cE '^ok [0-9]+' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")
+        passed=$((passed + ok)); failed=$((failed + bad))
+        if [ $rc -ne 0 ]; then status=1; [ $bad -eq 0 ] && failed=$((failed + 1)); fi
+        ;;
+    webhooks)
+        # The webhook receiver the tests use (its self-test) and the
+        # signature-verification examples (Node and Python): no PostgreSQL.
+        echo "== webhooks"
+        { timeout 60 node test/webhook/selftest.mjs; echo "# selftest exit $?"
+          timeout 120 bash examples/webhooks/run.sh; echo "# examples exit $?"; } >"$out" 2>&1
+        cat "$out"
+        ok=$(grep -cE '^ok( |$)' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")
+        passed=$((passed + ok)); failed=$((failed + bad))
+        if grep -qE '^# (selftest|examples) exit [1-9]' "$out"; then
+            status=1; [ $bad -eq 0 ] && failed=$((failed + 1))
         fi
         ;;
     *)

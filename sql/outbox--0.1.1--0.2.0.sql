@@ -395,3 +395,19 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_delivery_stats()
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_delivery_stats() TO pg_monitor;
+
+-- The Standard Webhooks signature, as the HTTP sink signs.
+CREATE FUNCTION @extschema@.outbox_webhook_signature(
+    secret      text,
+    id          text,
+    "timestamp" bigint,
+    body        text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'outbox_webhook_signature'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.outbox_webhook_signature(text, text, bigint, text) IS
+    'The Standard Webhooks webhook-signature header value (v1,<base64 HMAC-SHA256 of "id.timestamp.body">) for a whsec_ secret, or one signature per space-separated secret.';
+
+REVOKE ALL ON FUNCTION @extschema@.outbox_webhook_signature(text, text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_webhook_signature(text, text, bigint, text) TO outbox_admin;

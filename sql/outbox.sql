@@ -1090,6 +1090,28 @@ COMMENT ON FUNCTION @extschema@.outbox_delivery_stats() IS
 SELECT @extschema@._outbox_wake_relay();
 
 -- ============================================================================
+-- 5b. Webhooks: signing (Standard Webhooks)
+-- ============================================================================
+
+-- The webhook-signature header the HTTP sink sends: "v1,<base64 HMAC-SHA256
+-- of id.timestamp.body>", keyed with the base64-decoded part of a "whsec_"
+-- secret; several secrets, separated by spaces, sign once each (a rotation).
+-- Not STRICT, so that a NULL argument gets an error naming it. Granted to
+-- outbox_admin only: whoever calls it holds a secret (and a literal secret in
+-- a statement can reach the server log).
+CREATE FUNCTION @extschema@.outbox_webhook_signature(
+    secret      text,
+    id          text,
+    "timestamp" bigint,
+    body        text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'outbox_webhook_signature'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION @extschema@.outbox_webhook_signature(text, text, bigint, text) IS
+    'The Standard Webhooks webhook-signature header value (v1,<base64 HMAC-SHA256 of "id.timestamp.body">) for a whsec_ secret, or one signature per space-separated secret.';
+
+-- ============================================================================
 -- 6. Privileges: nothing for PUBLIC; each role gets what its job needs.
 -- ============================================================================
 
@@ -1188,3 +1210,6 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_worker_stats()
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO pg_monitor;
+
+REVOKE ALL ON FUNCTION @extschema@.outbox_webhook_signature(text, text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_webhook_signature(text, text, bigint, text) TO outbox_admin;

@@ -108,3 +108,5 @@ DROP FUNCTION dispatch(int, text[]);
 SELECT outbox_unsubscribe('mail');
 DELETE FROM outbox_events WHERE type LIKE 'order.%';
 DELETE FROM outbox_events_archive WHERE type LIKE 'order.%';
+DROP FUNCTION on_any(outbox_events);
+DROP FUNCTION ev(int);
