@@ -27,6 +27,7 @@
 #include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/inflight.hpp"
+#include "outbox/limits.hpp"
 #include "outbox/log_limit.hpp"
 #include "outbox/patterns.hpp"
 #include "outbox/relay.hpp"
@@ -728,7 +729,16 @@ charge_interrupted_delivery(const InflightNote *note)
                            note->subscription);
     const char *status = nullptr;
     TimestampTz next = 0;
+    MemoryContext cxt = CurrentMemoryContext;
     spi_begin();
+    // The batch that died had handed its events to their subscriptions in
+    // its own transaction: hand them over again (committed with the charge),
+    // so that the delivery exists to be charged.
+    int nsubs;
+    Subscription *subs = load_subscriptions(cxt, &nsubs);
+    BatchResult ignored;
+    memset(&ignored, 0, sizeof ignored);
+    (void) dispatch(subs, nsubs, kMaxBatch, &ignored);
     // Still as the batch left it (due), locked: record the failed attempt as
     // a handler failure is.
     Datum key[2] = {UUIDPGetDatum(&id), CStringGetTextDatum(note->subscription)};
