@@ -376,25 +376,29 @@ settle_delivered(const Delivery *ds, const bool *done, int n, const Subscription
 // The event row as the handler sees it, with the delivery's own state:
 // retry_count counts the event's failed attempts before it was handed over
 // (expired leases of consumers) and this delivery's so far; last_error is
-// the delivery's last error, if it has one. Allocated in the current context.
+// the delivery's last error, if it has one; next_retry_at the delivery's.
+// Allocated in the current context.
 Datum
-row_for_delivery(Datum row, int attempts, Datum last_error, bool last_error_null)
+row_for_delivery(Datum row, int attempts, Datum last_error, bool last_error_null, Datum next_retry,
+                 bool next_retry_null)
 {
     HeapTupleHeader th = DatumGetHeapTupleHeader(row);
     TupleDesc desc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(th), HeapTupleHeaderGetTypMod(th));
-    int cols[2] = {0, 0};
+    int cols[3] = {0, 0, 0};
     for (int i = 0; i < desc->natts; i++) {
         Form_pg_attribute att = TupleDescAttr(desc, i);
         if (att->attisdropped)
             continue;
         if (strcmp(NameStr(att->attname), "retry_count") == 0)
             cols[0] = i + 1;
-        else if (strcmp(NameStr(att->attname), "last_error") == 0)
+        else if (strcmp(NameStr(att->attname), "next_retry_at") == 0)
             cols[1] = i + 1;
+        else if (strcmp(NameStr(att->attname), "last_error") == 0)
+            cols[2] = i + 1;
     }
-    if (cols[0] == 0 || cols[1] == 0) {
+    if (cols[0] == 0 || cols[1] == 0 || cols[2] == 0) {
         ReleaseTupleDesc(desc);
-        elog(ERROR, "outbox relay: outbox_events has no column retry_count or last_error");
+        elog(ERROR, "outbox relay: outbox_events has no column retry_count, next_retry_at or last_error");
     }
     HeapTupleData tmp;
     tmp.t_len = HeapTupleHeaderGetDatumLength(th);
@@ -404,9 +408,9 @@ row_for_delivery(Datum row, int attempts, Datum last_error, bool last_error_null
     bool isnull;
     Datum before = heap_getattr(&tmp, cols[0], desc, &isnull);
     int retry_count = (isnull ? 0 : DatumGetInt32(before)) + attempts;
-    int ncols = last_error_null ? 1 : 2;  // no error of its own: the event's stays
-    Datum values[2] = {Int32GetDatum(retry_count), last_error_null ? (Datum) 0 : datumCopy(last_error, false, -1)};
-    bool nulls[2] = {false, false};
+    int ncols = last_error_null ? 2 : 3;  // no error of its own: the event's stays
+    Datum values[3] = {Int32GetDatum(retry_count), next_retry, last_error_null ? (Datum) 0 : datumCopy(last_error, false, -1)};
+    bool nulls[3] = {false, next_retry_null, false};
     HeapTuple changed = heap_modify_tuple_by_cols(&tmp, desc, ncols, cols, values, nulls);
     ReleaseTupleDesc(desc);
     return HeapTupleGetDatum(changed);
@@ -609,11 +613,11 @@ relay_batch(int batch_size, BatchResult *out)
         pgstat_report_activity(STATE_IDLE, nullptr);
         return;
     }
-    // Columns: 1 event id, 2 subscription, 3 attempts, 4 last_error, 5 the
-    // event's whole row.
+    // Columns: 1 event id, 2 subscription, 3 attempts, 4 last_error, 5
+    // next_retry_at, 6 the event's whole row.
     SPITupleTable *tt = SPI_tuptable;
-    if (tt->tupdesc->natts != 5)
-        elog(ERROR, "outbox relay: its delivery claim returned %d columns, not 5", tt->tupdesc->natts);
+    if (tt->tupdesc->natts != 6)
+        elog(ERROR, "outbox relay: its delivery claim returned %d columns, not 6", tt->tupdesc->natts);
     batch_xid = GetTopTransactionId();  // the claim's row locks gave it one
     Delivery *ds = static_cast<Delivery *>(MemoryContextAllocZero(cxt, sizeof(Delivery) * claimed));
     int n = 0;
@@ -631,9 +635,11 @@ relay_batch(int batch_size, BatchResult *out)
         d->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
         bool error_null;
         Datum last_error = SPI_getbinval(tup, desc, 4, &error_null);
-        Datum row = SPI_getbinval(tup, desc, 5, &isnull);
+        bool retry_null;
+        Datum next_retry = SPI_getbinval(tup, desc, 5, &retry_null);
+        Datum row = SPI_getbinval(tup, desc, 6, &isnull);
         MemoryContext old = MemoryContextSwitchTo(cxt);
-        d->row = row_for_delivery(row, d->attempts, last_error, error_null);
+        d->row = row_for_delivery(row, d->attempts, last_error, error_null, next_retry, retry_null);
         MemoryContextSwitchTo(old);
     }
     // The event types, for messages (the rows are in cxt now).

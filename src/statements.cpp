@@ -181,10 +181,10 @@ constexpr Statement kStatements[] = {
     // delivery to the same subscription not settled yet; locked for the
     // batch's transaction. With the event's whole row, the handler's argument.
     {Stmt::SqlDeliveryClaim, "sql delivery claim",
-     "SELECT d.event_id, d.subscription, d.attempts, d.last_error, e"
+     "SELECT d.event_id, d.subscription, d.attempts, d.last_error, d.next_retry_at, e"
      " FROM unnest($2::text[]) AS s(name)"
      " CROSS JOIN LATERAL ("
-     "  SELECT d.event_id, d.subscription, d.attempts, d.last_error, d.available_at, d.seq"
+     "  SELECT d.event_id, d.subscription, d.attempts, d.last_error, d.next_retry_at, d.available_at, d.seq"
      "  FROM @extschema@.outbox_deliveries d"
      "  WHERE d.subscription = s.name AND d.status = 'created'"
      "    AND d.available_at <= statement_timestamp()"

@@ -25,7 +25,7 @@ enum class Stmt : int {
     DispatchClaim,      // -> id, type, expired
     Dispatch,           // $1 event ids, $2 delivery event ids, $3 delivery subscriptions
     SqlDeliveryClaim,   // $1 limit, $2 subscriptions -> event_id, subscription, attempts,
-                        //   last_error, whole event row (composite)
+                        //   last_error, next_retry_at, whole event row (composite)
     CompleteDeliveries, // $1 event ids, $2 subscriptions, $3 started_on
     FailDelivery,       // $1 event id, $2 subscription, $3 status, $4 error, $5 available_at,
                         //   $6 next_retry_at

@@ -64,7 +64,7 @@ my $log = slurp_file($node->logfile, $log_start);
 my $starts = () = $log =~ /outbox relay started for database "postgres"/g;
 ok($starts >= 3 && $starts <= 5, "the worker was started again after each death, no more ($starts starts)");
 like($log, qr/restarting it in 2000 ms/, 'a worker that keeps dying is restarted after a growing delay');
-like($log, qr/failed for good: the relay's process ended while subscription "killer" handled it/,
+like($log, qr/to subscription "killer" failed for good: the relay's process ended while it was handled/,
 	'the final failure is logged');
 
 # kill -9 of the relay inside a handler: the cluster restarts, and the event
