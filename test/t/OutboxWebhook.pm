@@ -1,0 +1,160 @@
+# Helpers of the webhook TAP tests: a node for the sink worker, its pid, and
+# the test receiver (test/webhook/receiver.mjs) started and driven over
+# loopback HTTP.
+package OutboxWebhook;
+
+use strict;
+use warnings;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use Cwd ();
+use File::Basename ();
+use HTTP::Tiny;
+use JSON::PP;
+use POSIX ();
+use Exporter 'import';
+use OutboxTest;
+
+our @EXPORT = qw(webhook_node sink_pid start_receiver stop_receiver receiver_config receiver_stats
+  receiver_records receiver_url wait_until);
+
+# ---- Webhooks: the sink worker and the test receiver (test/webhook) ----
+
+# A relay node for webhook tests: loopback destinations allowed, small
+# backoffs, and a long poll interval so that waking on commit is what
+# delivers. %conf overrides or adds settings.
+sub webhook_node
+{
+	my ($name, %conf) = @_;
+	my %c = (
+		'outbox.poll_interval' => '10min',
+		'outbox.webhook_allow_private_addresses' => 'on',
+		'outbox.base_backoff' => '50ms',
+		'outbox.max_backoff' => '500ms',
+		%conf);
+	return relay_node($name, %c);
+}
+
+# The pid of the sink worker of a database (waits until it runs).
+sub sink_pid
+{
+	my ($node, $db, $not_pid) = @_;
+	my $other = defined $not_pid ? " AND pid <> $not_pid" : '';
+	$node->poll_query_until('postgres',
+		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox sink' AND datname = '$db'$other")
+	  or die "no sink worker for database $db";
+	return $node->safe_psql('postgres',
+		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'outbox sink' AND datname = '$db'$other");
+}
+
+# Poll a Perl condition every 20 ms until it is true or $timeout seconds
+# pass; returns whether it became true.
+sub wait_until
+{
+	my ($timeout, $cond) = @_;
+	my $deadline = Time::HiRes::time() + $timeout;
+	while (Time::HiRes::time() < $deadline)
+	{
+		return 1 if $cond->();
+		usleep(20_000);
+	}
+	return $cond->() ? 1 : 0;
+}
+
+my @receivers;
+# test/webhook/receiver.mjs, found from this module's folder (test/t).
+my $receiver_script = Cwd::abs_path(File::Basename::dirname(Cwd::abs_path(__FILE__)) . '/../webhook/receiver.mjs');
+
+# Start the test receiver (node test/webhook/receiver.mjs) on a free
+# loopback port; it records to $dir/records.jsonl. Returns a handle.
+sub start_receiver
+{
+	my $dir = PostgreSQL::Test::Utils::tempdir('receiver');
+	my $script = $receiver_script;
+	-f $script or die "no receiver at $script";
+	my $ready = "$dir/ready";
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		open STDIN, '<', '/dev/null';
+		open STDOUT, '>', "$dir/receiver.out";
+		open STDERR, '>', "$dir/receiver.err";
+		exec 'node', $script, '--port', '0', '--host', '127.0.0.1',
+		  '--ready-file', $ready, '--record', "$dir/records.jsonl"
+		  or POSIX::_exit(127);
+	}
+	my $r = { pid => $pid, dir => $dir, http => HTTP::Tiny->new(timeout => 10, keep_alive => 0) };
+	push @receivers, $r;
+	wait_until(15, sub { -s $ready }) or die "the receiver did not start (see $dir)";
+	open my $fh, '<', $ready or die "$ready: $!";
+	my $txt = do { local $/; <$fh> };
+	close $fh;
+	$r->{port} = JSON::PP::decode_json($txt)->{port} or die "no port in $ready";
+	return $r;
+}
+
+# SIGTERM to the receiver (by its pid), then SIGKILL after 5 s.
+sub stop_receiver
+{
+	my ($r) = @_;
+	return unless $r->{pid};
+	kill 'TERM', $r->{pid};
+	my $gone = wait_until(5, sub { waitpid($r->{pid}, POSIX::WNOHANG()) != 0 });
+	unless ($gone)
+	{
+		kill 'KILL', $r->{pid};
+		waitpid($r->{pid}, 0);
+	}
+	$r->{pid} = undef;
+	return;
+}
+
+END
+{
+	local $?;
+	stop_receiver($_) for grep { $_->{pid} } @receivers;
+}
+
+sub receiver_url
+{
+	my ($r, $path) = @_;
+	return "http://127.0.0.1:$r->{port}$path";
+}
+
+sub _receiver_call
+{
+	my ($r, $method, $path, $body) = @_;
+	my $res = $r->{http}->request($method, "http://127.0.0.1:$r->{port}$path",
+		defined $body
+		? { content => JSON::PP::encode_json($body), headers => { 'content-type' => 'application/json' } }
+		: {});
+	die "receiver $method $path: $res->{status} $res->{content}" unless $res->{success};
+	return JSON::PP::decode_json($res->{content});
+}
+
+# Merge a config into the receiver's path ('/healthy'): secrets, mode, ...
+sub receiver_config
+{
+	my ($r, $path, $cfg) = @_;
+	return _receiver_call($r, 'PUT', "/_control$path", $cfg);
+}
+
+# The counters of one path: received, unique_ids, duplicates,
+# bad_signatures, answered {...}, order_violations.
+sub receiver_stats
+{
+	my ($r, $path) = @_;
+	return _receiver_call($r, 'GET', "/_stats?path=$path");
+}
+
+# The records of one path (array of hashes).
+sub receiver_records
+{
+	my ($r, $path) = @_;
+	return _receiver_call($r, 'GET', "/_records?path=$path");
+}
+
+1;
