@@ -15,11 +15,12 @@ use File::Basename ();
 use HTTP::Tiny;
 use JSON::PP;
 use POSIX ();
+use IO::Socket::INET;
 use Exporter 'import';
 use OutboxTest;
 
 our @EXPORT = qw(webhook_node sink_pid start_receiver stop_receiver receiver_config receiver_stats
-  receiver_records receiver_url wait_until);
+  receiver_records receiver_url wait_until start_capture capture_requests sqlstate_of);
 
 # ---- Webhooks: the sink worker and the test receiver (test/webhook) ----
 
@@ -155,6 +156,78 @@ sub receiver_records
 {
 	my ($r, $path) = @_;
 	return _receiver_call($r, 'GET', "/_records?path=$path");
+}
+
+# A one-purpose HTTP server (a forked child) that answers 200 with
+# "Connection: close" and keeps each raw request: its headers (lower-case
+# names) and its exact body, one JSON line each, for the checks the receiver
+# cannot make (the body's fields, the signature header's entries). Stops
+# after $max requests or at the end of the test.
+sub start_capture
+{
+	my ($max) = @_;
+	my $dir = PostgreSQL::Test::Utils::tempdir('capture');
+	my $srv = IO::Socket::INET->new(
+		LocalAddr => '127.0.0.1', LocalPort => 0, Listen => 16, ReuseAddr => 1, Proto => 'tcp')
+	  or die "capture listen: $!";
+	my $port = $srv->sockport;
+	my $pid = fork // die "fork: $!";
+	if ($pid == 0)
+	{
+		open STDOUT, '>', "$dir/capture.out";
+		open STDERR, '>', "$dir/capture.err";
+		$SIG{ALRM} = sub { POSIX::_exit(0) };
+		alarm 300;
+		for my $n (1 .. $max)
+		{
+			my $c = $srv->accept or last;
+			my (%h, $line);
+			my $first = <$c>;
+			while (defined($line = <$c>))
+			{
+				$line =~ s/\r?\n$//;
+				last if $line eq '';
+				my ($k, $v) = split /:\s*/, $line, 2;
+				$h{ lc $k } = $v;
+			}
+			my $body = '';
+			my $len = $h{'content-length'} // 0;
+			while (length($body) < $len)
+			{
+				my $got = read($c, $body, $len - length($body), length($body));
+				last unless $got;
+			}
+			open my $out, '>>', "$dir/requests.jsonl";
+			print $out JSON::PP->new->canonical->encode({ request => $first, headers => \%h, body => $body }), "\n";
+			close $out;
+			print $c "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
+			close $c;
+		}
+		POSIX::_exit(0);
+	}
+	close $srv;
+	my $r = { pid => $pid, dir => $dir, port => $port };
+	push @receivers, $r;
+	return $r;
+}
+
+# The requests a capture server got so far.
+sub capture_requests
+{
+	my ($r) = @_;
+	open my $fh, '<', "$r->{dir}/requests.jsonl" or return [];
+	my @req = map { JSON::PP::decode_json($_) } grep { /\S/ } <$fh>;
+	close $fh;
+	return \@req;
+}
+
+# The SQLSTATE a statement fails with ('' if it succeeds).
+sub sqlstate_of
+{
+	my ($node, $db, $sql) = @_;
+	my ($out, $err) = ('', '');
+	$node->psql($db, "\\set VERBOSITY verbose\n$sql", stdout => \$out, stderr => \$err, on_error_stop => 1);
+	return $err =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
 }
 
 1;
