@@ -49,6 +49,8 @@ constexpr int kLauncherRecheckMs = 10000;   // databases not found yet are looke
 
 struct LauncherSlot {
     BackgroundWorkerHandle *handle;
+    BackgroundWorkerHandle *sink_handle;  // the slot's sink worker (external deliveries)
+    TimestampTz sink_stopped_at;          // when it was last seen stopped after running
     Oid role;
     bool stopping;
     TimestampTz started_at;
@@ -99,8 +101,10 @@ worker_status(int i)
     return GetBackgroundWorkerPid(local_slots[i].handle, &pid);
 }
 
-bool
-start_worker(int i, Oid dboid, const char *dbname, Oid role)
+// Register slot i's relay worker (sink = false) or sink worker for database
+// `dboid`; null when no background worker slot is free.
+BackgroundWorkerHandle *
+register_worker(int i, Oid dboid, const char *dbname, Oid role, bool sink)
 {
     BackgroundWorker w;
     memset(&w, 0, sizeof w);
@@ -110,9 +114,9 @@ start_worker(int i, Oid dboid, const char *dbname, Oid role)
     // starts afresh, so the postmaster must not restart it on its own.
     w.bgw_restart_time = BGW_NEVER_RESTART;
     snprintf(w.bgw_library_name, BGW_MAXLEN, "outbox");
-    snprintf(w.bgw_function_name, BGW_MAXLEN, "outbox_worker_main");
-    snprintf(w.bgw_name, BGW_MAXLEN, "outbox relay for database %s", dbname);
-    snprintf(w.bgw_type, BGW_MAXLEN, "outbox relay");
+    snprintf(w.bgw_function_name, BGW_MAXLEN, sink ? "outbox_sink_main" : "outbox_worker_main");
+    snprintf(w.bgw_name, BGW_MAXLEN, "outbox %s for database %s", sink ? "sink" : "relay", dbname);
+    snprintf(w.bgw_type, BGW_MAXLEN, sink ? "outbox sink" : "outbox relay");
     w.bgw_main_arg = Int32GetDatum(i);
     w.bgw_notify_pid = MyProcPid;
     WorkerArgs args = {dboid, role};
@@ -126,16 +130,26 @@ start_worker(int i, Oid dboid, const char *dbname, Oid role)
     if (!registered) {
         uint64 others;
         if (log_limit_allows(&no_slot_log, &others))
-            ereport(WARNING, (errmsg("outbox launcher: no background worker slot free for the relay of database \"%s\"",
-                                     dbname),
+            ereport(WARNING, (errmsg("outbox launcher: no background worker slot free for the %s of database \"%s\"",
+                                     sink ? "sink worker" : "relay", dbname),
                               others > 0 ? errdetail("That happened %llu more times since the last such message.",
                                                      static_cast<unsigned long long>(others))
                                          : 0,
                               errhint("Raise max_worker_processes: the relay needs one worker per database plus its "
-                                      "launcher. The launcher keeps trying; this message repeats at most every %d minutes.",
+                                      "launcher, and one more per database with webhook subscriptions. The launcher "
+                                      "keeps trying; this message repeats at most every %d minutes.",
                                       kLogRepeatMs / 60000)));
-        return false;
+        return nullptr;
     }
+    return handle;
+}
+
+bool
+start_worker(int i, Oid dboid, const char *dbname, Oid role)
+{
+    BackgroundWorkerHandle *handle = register_worker(i, dboid, dbname, role, false);
+    if (handle == nullptr)
+        return false;
     local_slots[i].handle = handle;
     local_slots[i].role = role;
     local_slots[i].stopping = false;
@@ -152,12 +166,13 @@ adopt_leftovers()
     for (int attempt = 0; attempt < 100; attempt++) {
         bool any = false;
         for (int i = 0; i < nslots; i++) {
-            int pid = slot_worker_pid(i);
-            if (pid != 0) {
-                any = true;
-                if (attempt == 0)
-                    kill(pid, SIGTERM);  // never under the slots' lock
-            }
+            int pids[2] = {slot_worker_pid(i), slot_sink_pid(i)};
+            for (int pid : pids)
+                if (pid != 0) {
+                    any = true;
+                    if (attempt == 0)
+                        kill(pid, SIGTERM);  // never under the slots' lock
+                }
         }
         if (!any)
             break;
@@ -166,6 +181,59 @@ adopt_leftovers()
         CHECK_FOR_INTERRUPTS();
     }
     slots_clear_stopped();
+}
+
+// The sink workers: one per slot whose relay runs and has seen a subscription
+// with an external sink; stopped when it no longer has one, or its relay
+// stops. One that exited is started again after kRestartDelayMs.
+void
+manage_sinks(TimestampTz now, Oid role, long *timeout)
+{
+    for (int i = 0; i < relay_slot_count(); i++) {
+        LauncherSlot &ls = local_slots[i];
+        Oid db;
+        char dbname[NAMEDATALEN];
+        bool assigned = slot_assigned(i, &db, dbname);
+        BgwHandleStatus relay = worker_status(i);
+        bool wanted = assigned && !ls.stopping && (relay == BGWH_STARTED || relay == BGWH_NOT_YET_STARTED) &&
+                      slot_wants_sink(i);
+        BgwHandleStatus st = BGWH_STOPPED;
+        if (ls.sink_handle != nullptr) {
+            pid_t pid;
+            st = GetBackgroundWorkerPid(ls.sink_handle, &pid);
+        }
+        if (st == BGWH_POSTMASTER_DIED)
+            proc_exit(1);
+        bool running = st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED;
+        if (!wanted) {
+            if (running)
+                TerminateBackgroundWorker(ls.sink_handle);
+            else if (ls.sink_handle != nullptr) {
+                pfree(ls.sink_handle);
+                ls.sink_handle = nullptr;
+            }
+            continue;
+        }
+        if (running)
+            continue;
+        if (ls.sink_handle != nullptr) {
+            pfree(ls.sink_handle);
+            ls.sink_handle = nullptr;
+            ls.sink_stopped_at = now;
+            ereport(LOG, (errmsg("outbox launcher: the sink worker for database \"%s\" exited; restarting it in %d ms",
+                                 dbname, kRestartDelayMs)));
+        }
+        if (ls.sink_stopped_at != 0) {
+            long left = kRestartDelayMs - static_cast<long>((now - ls.sink_stopped_at) / 1000);
+            if (left > 0) {
+                *timeout = Min(*timeout, left);
+                continue;
+            }
+        }
+        ls.sink_handle = register_worker(i, db, dbname, ls.role != InvalidOid ? ls.role : role, true);
+        if (ls.sink_handle == nullptr)
+            *timeout = Min(*timeout, kRestartDelayMs);
+    }
 }
 
 // Whether the launcher said that outbox.base_backoff is above
@@ -274,6 +342,11 @@ launcher_pass()
             } else {
                 if (local_slots[i].handle != nullptr)
                     pfree(local_slots[i].handle);
+                if (local_slots[i].sink_handle != nullptr) {
+                    // Its relay is gone: so goes its sink worker.
+                    TerminateBackgroundWorker(local_slots[i].sink_handle);
+                    pfree(local_slots[i].sink_handle);
+                }
                 memset(&local_slots[i], 0, sizeof(LauncherSlot));
                 if (!wanted)
                     slot_free(i);
@@ -326,6 +399,7 @@ launcher_pass()
         if (!start_worker(i, want[k], dbname, role))
             timeout = Min(timeout, kRestartDelayMs);
     }
+    manage_sinks(now, role, &timeout);
     return timeout;
 }
 
@@ -344,6 +418,8 @@ launcher_main(Datum arg)
     local_slots = static_cast<LauncherSlot *>(
         MemoryContextAllocZero(TopMemoryContext, sizeof(LauncherSlot) * relay_slot_count()));
     adopt_leftovers();
+    launcher_set_latch(MyLatch);
+    before_shmem_exit([](int, Datum) { launcher_set_latch(nullptr); }, 0);
     backoff_warned = backoff_pair_is_inconsistent(false);  // the postmaster said so at its start
 
     MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox launcher", ALLOCSET_DEFAULT_SIZES);

@@ -27,6 +27,7 @@
 #include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/inflight.hpp"
+#include "outbox/limits.hpp"
 #include "outbox/log_limit.hpp"
 #include "outbox/patterns.hpp"
 #include "outbox/relay.hpp"
@@ -96,9 +97,10 @@ struct Subscription {
     char *name;
     char *pattern;
     text *like;  // the pattern as the claim matches it (patterns.hpp)
-    Oid handler;
+    Oid handler;   // InvalidOid for an external sink
     Oid owner;
     bool paused;
+    bool external; // delivered by the sink worker, not here
 };
 
 // One delivery of the batch: event `id` to subscription `sub`.
@@ -136,6 +138,9 @@ load_subscriptions(MemoryContext cxt, int *n_out)
         subs[i].handler = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
         subs[i].owner = DatumGetObjectId(SPI_getbinval(tup, desc, 4, &isnull));
         subs[i].paused = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+        subs[i].external = DatumGetBool(SPI_getbinval(tup, desc, 6, &isnull));
+        if (subs[i].external)
+            subs[i].handler = InvalidOid;
     }
     MemoryContextSwitchTo(old);
     *n_out = n;
@@ -155,15 +160,15 @@ dispatch_patterns(const Subscription *subs, int n)
     return type_patterns_arg(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-// The names of the subscriptions whose deliveries the relay makes now (not
-// paused); null when there are none.
+// The names of the SQL subscriptions whose deliveries the relay makes now
+// (not paused); null when there are none.
 ArrayType *
 active_names(const Subscription *subs, int n)
 {
     Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (!subs[i].paused)
+        if (!subs[i].paused && !subs[i].external)
             elems[k++] = CStringGetTextDatum(subs[i].name);
     return k == 0 ? nullptr : construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT);
 }
@@ -407,40 +412,6 @@ row_for_delivery(Datum row, int attempts, Datum last_error, bool last_error_null
     return HeapTupleGetDatum(changed);
 }
 
-// Start a transaction for relay work; false (and nothing open) when the
-// database has no outbox extension.
-bool
-begin_work(Oid *save_user, int *save_sec)
-{
-    MemoryContext cxt = CurrentMemoryContext;
-    SetCurrentStatementStartTimestamp();
-    StartTransactionCommand();
-    MemoryContextSwitchTo(cxt);
-    // DROP EXTENSION locks the extension before anything of it: holding it
-    // (shared) for the whole unit of work makes a DROP wait for the relay,
-    // instead of the two taking the tables' locks in opposite orders and
-    // deadlocking. Looked up again once locked: a DROP may have just committed.
-    Oid ext = get_extension_oid("outbox", true);
-    if (OidIsValid(ext)) {
-        LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
-        if (get_extension_oid("outbox", true) != ext)
-            ext = InvalidOid;
-    }
-    if (!OidIsValid(ext)) {
-        CommitTransactionCommand();
-        MemoryContextSwitchTo(cxt);
-        return false;
-    }
-    PushActiveSnapshot(GetTransactionSnapshot());
-    MemoryContextSwitchTo(cxt);
-    // The relay's own statements run as the extension's owner, as the
-    // SECURITY DEFINER functions do: outbox.role needs no rights on the tables.
-    Oid owner = extension_owner_oid();
-    GetUserIdAndSecContext(save_user, save_sec);
-    SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
-    return true;
-}
-
 // When the next event or delivery of the SQL subscriptions `names` becomes
 // due (between spi_begin and spi_end). Not read-only: it must see the retry
 // times this batch's failures just wrote, which its starting snapshot does not.
@@ -458,9 +429,27 @@ next_due(ArrayType *names)
 // Hand the due events the subscriptions match to them, at most batch_size
 // (between spi_begin and spi_end); returns how many were handed over. An
 // expired lease of a consumer met is reclaimed first (one out of attempts is
-// failed instead: counted in out->failed).
+// failed instead: counted in out->failed). A claim takes the first event of
+// each ordering key only (a later one waits for the earlier to be handed
+// over): claims follow each other, each seeing what the one before handed
+// over, until one finds nothing more or the batch is full.
+int dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out);
+
 int
 dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
+{
+    int total = 0;
+    while (total < batch_size) {
+        int n = dispatch_once(subs, nsubs, batch_size - total, out);
+        if (n == 0)
+            break;
+        total += n;
+    }
+    return total;
+}
+
+int
+dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
 {
     ArrayType *patterns = dispatch_patterns(subs, nsubs);
     if (patterns == nullptr)
@@ -497,6 +486,8 @@ dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
                 pair_ids[pairs] = id;
                 pair_subs[pairs++] = CStringGetTextDatum(subs[s].name);
                 matched++;
+                if (subs[s].external)
+                    out->dispatched_external = true;
             }
         if (matched > 0)
             events[n++] = id;
@@ -523,8 +514,45 @@ find_subscription(const Subscription *subs, int n, const char *name)
     return -1;
 }
 
+
+} // namespace
+
+// Start a transaction for relay work; false (and nothing open) when the
+// database has no outbox extension.
+bool
+begin_relay_work(Oid *save_user, int *save_sec)
+{
+    MemoryContext cxt = CurrentMemoryContext;
+    SetCurrentStatementStartTimestamp();
+    StartTransactionCommand();
+    MemoryContextSwitchTo(cxt);
+    // DROP EXTENSION locks the extension before anything of it: holding it
+    // (shared) for the whole unit of work makes a DROP wait for the relay,
+    // instead of the two taking the tables' locks in opposite orders and
+    // deadlocking. Looked up again once locked: a DROP may have just committed.
+    Oid ext = get_extension_oid("outbox", true);
+    if (OidIsValid(ext)) {
+        LockDatabaseObject(ExtensionRelationId, ext, 0, AccessShareLock);
+        if (get_extension_oid("outbox", true) != ext)
+            ext = InvalidOid;
+    }
+    if (!OidIsValid(ext)) {
+        CommitTransactionCommand();
+        MemoryContextSwitchTo(cxt);
+        return false;
+    }
+    PushActiveSnapshot(GetTransactionSnapshot());
+    MemoryContextSwitchTo(cxt);
+    // The relay's own statements run as the extension's owner, as the
+    // SECURITY DEFINER functions do: outbox.role needs no rights on the tables.
+    Oid owner = extension_owner_oid();
+    GetUserIdAndSecContext(save_user, save_sec);
+    SetUserIdAndSecContext(owner, *save_sec | SECURITY_LOCAL_USERID_CHANGE);
+    return true;
+}
+
 void
-end_work(Oid save_user, int save_sec)
+end_relay_work(Oid save_user, int save_sec)
 {
     MemoryContext cxt = CurrentMemoryContext;
     SetUserIdAndSecContext(save_user, save_sec);
@@ -537,8 +565,6 @@ end_work(Oid save_user, int save_sec)
     (void) pgstat_report_stat(false);
 }
 
-} // namespace
-
 void
 relay_batch(int batch_size, BatchResult *out)
 {
@@ -547,7 +573,7 @@ relay_batch(int batch_size, BatchResult *out)
     MemoryContext cxt = CurrentMemoryContext;
     Oid save_user;
     int save_sec;
-    if (!begin_work(&save_user, &save_sec)) {
+    if (!begin_relay_work(&save_user, &save_sec)) {
         out->extension_missing = true;
         return;
     }
@@ -555,9 +581,11 @@ relay_batch(int batch_size, BatchResult *out)
     spi_begin();
     int nsubs;
     Subscription *subs = load_subscriptions(cxt, &nsubs);
+    for (int i = 0; i < nsubs; i++)
+        out->has_external = out->has_external || subs[i].external;
     if (nsubs == 0) {
         spi_end();
-        end_work(save_user, save_sec);
+        end_relay_work(save_user, save_sec);
         return;
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: dispatching");
@@ -577,7 +605,7 @@ relay_batch(int batch_size, BatchResult *out)
     if (claimed == 0) {
         out->next_due = next_due(names);
         spi_end();
-        end_work(save_user, save_sec);
+        end_relay_work(save_user, save_sec);
         pgstat_report_activity(STATE_IDLE, nullptr);
         return;
     }
@@ -677,7 +705,7 @@ relay_batch(int batch_size, BatchResult *out)
         out->next_due = next_due(names);
         spi_end();
     }
-    end_work(save_user, save_sec);
+    end_relay_work(save_user, save_sec);
     pgstat_report_activity(STATE_IDLE, nullptr);
 }
 
@@ -686,12 +714,12 @@ charge_interrupted_delivery(const InflightNote *note)
 {
     Oid save_user;
     int save_sec;
-    if (!TransactionIdIsNormal(note->xid) || !begin_work(&save_user, &save_sec))
+    if (!TransactionIdIsNormal(note->xid) || !begin_relay_work(&save_user, &save_sec))
         return;
     // The batch committed after all (the process ended between its commit and
     // the note's clearing), or is too old to tell: nothing to charge.
     if (TransactionIdPrecedes(note->xid, ShmemVariableCache->oldestClogXid) || TransactionIdDidCommit(note->xid)) {
-        end_work(save_user, save_sec);
+        end_relay_work(save_user, save_sec);
         return;
     }
     pg_uuid_t id = note->event;
@@ -701,7 +729,16 @@ charge_interrupted_delivery(const InflightNote *note)
                            note->subscription);
     const char *status = nullptr;
     TimestampTz next = 0;
+    MemoryContext cxt = CurrentMemoryContext;
     spi_begin();
+    // The batch that died had handed its events to their subscriptions in
+    // its own transaction: hand them over again (committed with the charge),
+    // so that the delivery exists to be charged.
+    int nsubs;
+    Subscription *subs = load_subscriptions(cxt, &nsubs);
+    BatchResult ignored;
+    memset(&ignored, 0, sizeof ignored);
+    (void) dispatch(subs, nsubs, kMaxBatch, &ignored);
     // Still as the batch left it (due), locked: record the failed attempt as
     // a handler failure is.
     Datum key[2] = {UUIDPGetDatum(&id), CStringGetTextDatum(note->subscription)};
@@ -712,7 +749,7 @@ charge_interrupted_delivery(const InflightNote *note)
         status = fail_delivery(&id, note->subscription, attempts, error, &next);
     }
     spi_end();
-    end_work(save_user, save_sec);
+    end_relay_work(save_user, save_sec);
     if (status == nullptr)
         return;
     if (strcmp(status, "failed") == 0)
@@ -732,7 +769,7 @@ reclaim_expired(int *failed_out)
     *failed_out = 0;
     Oid save_user;
     int save_sec;
-    if (!begin_work(&save_user, &save_sec))
+    if (!begin_relay_work(&save_user, &save_sec))
         return 0;
     spi_begin();
     Datum values[2] = {Int32GetDatum(guc_max_retries), Int32GetDatum(kReclaimLimit)};
@@ -744,7 +781,7 @@ reclaim_expired(int *failed_out)
             (*failed_out)++;
     }
     spi_end();
-    end_work(save_user, save_sec);
+    end_relay_work(save_user, save_sec);
     if (n > 0)
         ereport(LOG, (errmsg("outbox relay: took back %d events whose lease expired (%d of them failed for good)",
                              n, *failed_out)));
@@ -756,7 +793,7 @@ maintain_archive(int retention_minutes)
 {
     Oid save_user;
     int save_sec;
-    if (!begin_work(&save_user, &save_sec))
+    if (!begin_relay_work(&save_user, &save_sec))
         return;
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archive maintenance");
     spi_begin();
@@ -769,7 +806,7 @@ maintain_archive(int retention_minutes)
             ereport(LOG, (errmsg("outbox relay: archive maintenance: %s", TextDatumGetCString(d))));
     }
     spi_end();
-    end_work(save_user, save_sec);
+    end_relay_work(save_user, save_sec);
     pgstat_report_activity(STATE_IDLE, nullptr);
 }
 

@@ -34,6 +34,12 @@ int guc_archive_retention_min = 7 * 24 * 60;
 char *guc_role = nullptr;
 int guc_handler_timeout_ms = 10000;
 int guc_max_batch_duration_ms = 1000;
+int guc_webhook_timeout_ms = 15000;
+int guc_webhook_max_in_flight = 256;
+bool guc_webhook_allow_private = false;
+int guc_webhook_breaker_failures = 5;
+int guc_webhook_disable_after_s = 5 * 86400;
+int guc_webhook_max_retry_after_s = 3600;
 int guc_max_databases = 16;
 
 namespace {
@@ -222,6 +228,45 @@ define_relay_settings()
         "counted. Bounds how long a batch holds its row locks and the xmin horizon that keeps vacuum from "
         "cleaning outbox_events.",
         &guc_max_batch_duration_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.webhook_timeout",
+        "Default timeout of one webhook request (outbox_create_endpoint(timeout => ...) sets an endpoint's own).",
+        "From the moment the request is handed to the network to its whole answer; a request that takes longer "
+        "is a failed attempt, retried.",
+        &guc_webhook_timeout_ms, 15000, 100, 300000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.webhook_max_in_flight",
+        "Most webhook requests the sink worker of one database has in flight at once, over all endpoints.",
+        "Each endpoint has its own maximum too (max_in_flight of outbox_create_endpoint, default 16).",
+        &guc_webhook_max_in_flight, 256, 1, 10000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomBoolVariable(
+        "outbox.webhook_allow_private_addresses",
+        "Let webhooks go to loopback, private, link-local and other non-public addresses.",
+        "Off: a delivery whose endpoint resolves to such an address is refused (the check is made on the address "
+        "connected to, so DNS cannot get around it). Turn on for endpoints inside your network, and for tests.",
+        &guc_webhook_allow_private, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.webhook_breaker_failures",
+        "Failed attempts in a row after which an endpoint's circuit breaker opens.",
+        "While it is open no delivery to the endpoint is attempted (none is charged an attempt); after a cool-down "
+        "that doubles from 5 s up to 10 min, one probe is sent: a success closes the breaker.",
+        &guc_webhook_breaker_failures, 5, 1, 1000, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.webhook_disable_after",
+        "How long an endpoint may fail without a success before it is disabled.",
+        "Its deliveries then wait (none is dropped) until outbox_resume_endpoint().",
+        &guc_webhook_disable_after_s, 5 * 86400, 60, 365 * 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
+        "outbox.webhook_max_retry_after",
+        "Longest Retry-After an endpoint's 429 or 503 answer is honoured for.",
+        nullptr,
+        &guc_webhook_max_retry_after_s, 3600, 1, 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
 
     // Sizes shared memory: only when preloaded (a PGC_POSTMASTER setting
     // cannot be created after startup).

@@ -46,10 +46,16 @@ struct RelaySlot {
     char last_error[kLastErrorLen];
     TimestampTz leave_until;       // DROP DATABASE under way: the worker leaves and is
                                    // not started again before this (0: not asked)
+    // The sink worker of the same database (external deliveries).
+    bool wants_sink;               // the relay saw a subscription with an external sink
+    int sink_pid;                  // the sink worker's pid while it runs, else 0
+    Latch *sink_latch;             // its latch while it runs, else null
+    char sink_activity[kActivityLen];
 };
 
 struct RelayShared {
     LWLock *lock;
+    Latch *launcher_latch;         // the launcher's, while it runs
     int nslots;
     RelaySlot slots[FLEXIBLE_ARRAY_MEMBER];
 };
@@ -313,6 +319,99 @@ slot_asked_to_leave(int i)
     bool leave = slot_at(i)->leave_until != 0;
     unlock();
     return leave;
+}
+
+// ---- The sink worker of a slot
+
+void
+slot_set_wants_sink(int i, bool wants)
+{
+    lock(LW_EXCLUSIVE);
+    bool changed = slot_at(i)->wants_sink != wants;
+    slot_at(i)->wants_sink = wants;
+    Latch *launcher = relay_shared->launcher_latch;
+    unlock();
+    if (changed && launcher != nullptr)
+        SetLatch(launcher);  // it starts or stops the sink worker now
+}
+
+void
+launcher_set_latch(Latch *latch)
+{
+    lock(LW_EXCLUSIVE);
+    relay_shared->launcher_latch = latch;
+    unlock();
+}
+
+int
+slot_sink_pid(int i)
+{
+    lock(LW_SHARED);
+    int pid = slot_at(i)->sink_pid;
+    unlock();
+    return pid;
+}
+
+bool
+slot_wants_sink(int i)
+{
+    lock(LW_SHARED);
+    bool wants = slot_at(i)->in_use && slot_at(i)->wants_sink;
+    unlock();
+    return wants;
+}
+
+bool
+slot_sink_attach(int i, Oid dboid, char *dbname)
+{
+    lock(LW_EXCLUSIVE);
+    RelaySlot *s = slot_at(i);
+    bool mine = s->in_use && s->dboid == dboid && s->sink_pid == 0;
+    if (mine) {
+        s->sink_pid = MyProcPid;
+        s->sink_latch = MyLatch;
+        strlcpy(s->sink_activity, "starting", kActivityLen);
+        memcpy(dbname, s->dbname, NAMEDATALEN);
+    }
+    unlock();
+    return mine;
+}
+
+void
+slot_sink_detach(int i)
+{
+    lock(LW_EXCLUSIVE);
+    if (slot_at(i)->sink_pid == MyProcPid) {
+        slot_at(i)->sink_pid = 0;
+        slot_at(i)->sink_latch = nullptr;
+    }
+    unlock();
+}
+
+void
+slot_sink_set_activity(int i, const char *what)
+{
+    lock(LW_EXCLUSIVE);
+    strlcpy(slot_at(i)->sink_activity, what, kActivityLen);
+    unlock();
+}
+
+Latch *
+slot_sink_latch_of(Oid dboid) noexcept
+{
+    if (relay_shared == nullptr)
+        return nullptr;
+    Latch *latch = nullptr;
+    LWLockAcquire(relay_shared->lock, LW_SHARED);
+    for (int i = 0; i < relay_shared->nslots; i++) {
+        RelaySlot *s = &relay_shared->slots[i];
+        if (s->in_use && s->dboid == dboid) {
+            latch = s->sink_latch;
+            break;
+        }
+    }
+    LWLockRelease(relay_shared->lock);
+    return latch;
 }
 
 // ---- Others

@@ -224,6 +224,122 @@ constexpr Statement kStatements[] = {
      " WHERE d.event_id = $1 AND d.subscription = $2 AND d.status = 'created' FOR UPDATE",
      2, {UUIDOID, TEXTOID}, PlanChoice::Default},
 
+    // The sink worker's subscriptions with their endpoints: kind, endpoint,
+    // URL, static headers ("Name: value"), timeout, maximum in flight, state,
+    // breaker (0 closed, 1 open, 2 half-open: one probe), subscription
+    // paused, and the signing secrets in force (newest first; NULL: none).
+    {Stmt::SinkSubscriptions, "sink subscriptions",
+     "SELECT s.name, s.sink, e.name, e.url,"
+     " ARRAY(SELECT h.k || ': ' || (h.v #>> '{}') FROM jsonb_each(e.headers) AS h(k, v) ORDER BY h.k),"
+     " e.timeout_ms, e.max_in_flight, e.state,"
+     " CASE WHEN e.breaker_open_until IS NULL THEN 0"
+     "      WHEN e.breaker_open_until > statement_timestamp() THEN 1 ELSE 2 END,"
+     " s.paused,"
+     " (SELECT string_agg(x.secret, ' ' ORDER BY x.created_at DESC) FROM @extschema@.outbox_endpoint_secrets x"
+     "   WHERE x.endpoint = e.name AND (x.expires_at IS NULL OR x.expires_at > statement_timestamp()))"
+     " FROM @extschema@.outbox_subscriptions s JOIN @extschema@.outbox_endpoints e ON e.name = s.endpoint"
+     " WHERE s.sink <> 'sql' ORDER BY e.name, s.name",
+     0, {}, PlanChoice::Default},
+
+    // Due deliveries of subscription $1, at most $2, leased for $3 seconds:
+    // the attempt counts now (a delivery whose worker dies still uses up its
+    // attempts). Per-key order: only the earliest delivery of a key not
+    // settled is claimable, so one is in flight per key. Returns the event's
+    // JSON body as the sink sends it.
+    {Stmt::SinkClaim, "sink claim",
+     "WITH cand AS ("
+     " SELECT d.event_id FROM @extschema@.outbox_deliveries d"
+     " WHERE d.subscription = $1 AND d.status = 'created' AND d.available_at <= statement_timestamp()"
+     "   AND (d.ordering_key IS NULL OR NOT EXISTS ("
+     "        SELECT FROM @extschema@.outbox_deliveries p"
+     "         WHERE p.subscription = d.subscription AND p.ordering_key = d.ordering_key"
+     "           AND p.seq < d.seq AND p.completed_on IS NULL))"
+     " ORDER BY d.available_at, d.seq LIMIT $2"
+     " FOR UPDATE OF d SKIP LOCKED), "
+     "claimed AS ("
+     " UPDATE @extschema@.outbox_deliveries d SET"
+     " status = 'active', attempts = d.attempts + 1, started_on = statement_timestamp(),"
+     " available_at = statement_timestamp() + make_interval(secs => $3),"
+     " lease_token = (SELECT nextval('@extschema@.outbox_lease_token_seq'))"
+     " WHERE d.subscription = $1 AND d.event_id IN (SELECT event_id FROM cand)"
+     " RETURNING d.event_id, d.attempts, d.lease_token) "
+     "SELECT c.event_id, c.attempts, c.lease_token,"
+     " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
+     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text"
+     " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
+     3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Default},
+
+    // A delivery acknowledged ($4: the status code), if lease $3 still holds it.
+    {Stmt::SinkDelivered, "sink delivered",
+     "UPDATE @extschema@.outbox_deliveries d SET"
+     " status = 'completed', completed_on = statement_timestamp(), last_status = $4, lease_token = NULL"
+     " WHERE d.event_id = $1 AND d.subscription = $2 AND d.lease_token = $3 AND d.status = 'active'"
+     " RETURNING d.event_id",
+     4, {UUIDOID, TEXTOID, INT8OID, INT4OID}, PlanChoice::Default},
+
+    // A failed attempt (already counted), if lease $3 still holds it: $4
+    // status code (NULL: no answer), $5 error, $6 new status, $7 due again
+    // (a retry's time); $8 uncharge it (not the delivery's failure: the
+    // endpoint was disabled).
+    {Stmt::SinkFailed, "sink failed",
+     "UPDATE @extschema@.outbox_deliveries d SET"
+     " status = $6::@extschema@.outbox_status, last_status = $4, last_error = $5,"
+     " available_at = $7, next_retry_at = CASE WHEN $6 = 'created' THEN $7 END, lease_token = NULL,"
+     " attempts = d.attempts - CASE WHEN $8 THEN 1 ELSE 0 END"
+     " WHERE d.event_id = $1 AND d.subscription = $2 AND d.lease_token = $3 AND d.status = 'active'"
+     " RETURNING d.event_id",
+     8, {UUIDOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID},
+     PlanChoice::Default},
+
+    // An attempt's outcome for its endpoint $1: $2 success; $3 error; $4
+    // outbox.webhook_breaker_failures; $5 outbox.webhook_disable_after (s);
+    // $6 gone (a 410: disabled at once). Failures in a row open the breaker
+    // for a cool-down doubling from 5 s to 10 min.
+    {Stmt::SinkEndpointResult, "sink endpoint result",
+     "UPDATE @extschema@.outbox_endpoints e SET"
+     " consecutive_failures = CASE WHEN $2 THEN 0 ELSE e.consecutive_failures + 1 END,"
+     " failing_since = CASE WHEN $2 THEN NULL ELSE coalesce(e.failing_since, statement_timestamp()) END,"
+     " breaker_open_until = CASE WHEN $2 THEN NULL"
+     "   WHEN e.consecutive_failures + 1 >= $4 THEN statement_timestamp()"
+     "        + make_interval(secs => least(600, 5 * power(2, least(e.consecutive_failures + 1 - $4, 10))))"
+     "   ELSE e.breaker_open_until END,"
+     " last_success_at = CASE WHEN $2 THEN statement_timestamp() ELSE e.last_success_at END,"
+     " last_error = CASE WHEN $2 THEN e.last_error ELSE $3 END,"
+     " last_error_at = CASE WHEN $2 THEN e.last_error_at ELSE statement_timestamp() END,"
+     " state = CASE WHEN e.state <> 'enabled' OR $2 THEN e.state"
+     "   WHEN $6 OR e.failing_since < statement_timestamp() - make_interval(secs => $5) THEN 'disabled'"
+     "   ELSE e.state END,"
+     " disabled_reason = CASE WHEN e.state <> 'enabled' OR $2 THEN e.disabled_reason"
+     "   WHEN $6 THEN 'the endpoint answered 410 Gone'"
+     "   WHEN e.failing_since < statement_timestamp() - make_interval(secs => $5)"
+     "     THEN format('failing since %s without a success', e.failing_since)"
+     "   ELSE e.disabled_reason END,"
+     " disabled_at = CASE WHEN e.state <> 'enabled' OR $2 THEN e.disabled_at"
+     "   WHEN $6 OR e.failing_since < statement_timestamp() - make_interval(secs => $5) THEN statement_timestamp()"
+     "   ELSE e.disabled_at END"
+     " WHERE e.name = $1"
+     " RETURNING e.state, e.disabled_reason",
+     6, {TEXTOID, BOOLOID, TEXTOID, INT4OID, FLOAT8OID, BOOLOID}, PlanChoice::Default},
+
+    // Leases of the subscriptions $2 that ran out (or, $3, all of them: a
+    // sink worker starting has none in flight): the attempt was counted at
+    // claim; due again at once, failed once out of attempts ($1 max_retries).
+    {Stmt::SinkReclaim, "sink reclaim",
+     "UPDATE @extschema@.outbox_deliveries d SET"
+     " status = CASE WHEN d.attempts >= 1 + $1 THEN 'failed' ELSE 'created' END::@extschema@.outbox_status,"
+     " available_at = statement_timestamp(), lease_token = NULL,"
+     " last_error = 'the attempt was not settled: the sink worker ended, or its lease ran out'"
+     " WHERE d.status = 'active' AND d.subscription = ANY ($2)"
+     "   AND (d.available_at <= statement_timestamp() OR $3)"
+     " RETURNING d.status = 'failed'",
+     3, {INT4OID, TEXTARRAYOID, BOOLOID}, PlanChoice::Default},
+
+    // When the next delivery of the subscriptions $1 becomes due.
+    {Stmt::SinkNextDue, "sink next due",
+     "SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
+     " WHERE d.subscription = ANY ($1) AND d.status = 'created' AND d.available_at > statement_timestamp()",
+     1, {TEXTARRAYOID}, PlanChoice::Default},
+
     {Stmt::ArchiveSettled, "archive settled",
      "SELECT @extschema@._outbox_archive_settled($1)",
      1, {UUIDARRAYOID}, PlanChoice::Default},
@@ -292,7 +408,7 @@ constexpr Statement kStatements[] = {
      1, {UUIDOID}, PlanChoice::Default},
 
     {Stmt::Subscriptions, "subscriptions",
-     "SELECT s.name, s.event_type, s.handler::oid, s.owner::oid, s.paused"
+     "SELECT s.name, s.event_type, s.handler::oid, s.owner::oid, s.paused, s.sink <> 'sql' AS external"
      " FROM @extschema@.outbox_subscriptions s ORDER BY s.name",
      0, {}, PlanChoice::Default},
 

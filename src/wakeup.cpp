@@ -19,6 +19,9 @@ namespace {
 
 // Set by note_published, cleared at the end of every transaction.
 bool wake_at_commit = false;
+// Set by _outbox_wake_relay (a subscription or an endpoint changed): the sink
+// worker looks again too.
+bool wake_sink_at_commit = false;
 
 // Runs at commit, where an ERROR would be a PANIC: nothing here can fail or
 // throw (noexcept makes the compiler hold us to no C++ exception).
@@ -35,13 +38,20 @@ xact_callback(XactEvent event, void *arg) noexcept
             if (latch != nullptr)
                 SetLatch(latch);
         }
+        if (wake_sink_at_commit) {
+            Latch *latch = slot_sink_latch_of(MyDatabaseId);
+            if (latch != nullptr)
+                SetLatch(latch);
+        }
         wake_at_commit = false;
+        wake_sink_at_commit = false;
         break;
     case XACT_EVENT_ABORT:
     case XACT_EVENT_PARALLEL_ABORT:
     case XACT_EVENT_PREPARE:
         // A prepared transaction commits later, elsewhere: the poll finds it.
         wake_at_commit = false;
+        wake_sink_at_commit = false;
         break;
     default:
         break;
@@ -70,5 +80,6 @@ using namespace outbox;
 OUTBOX_SQL_FUNCTION(_outbox_wake_relay)
 {
     note_published();
+    wake_sink_at_commit = true;
     PG_RETURN_VOID();
 }

@@ -131,6 +131,14 @@ worker_loop(int idx, const InflightNote *left)
                                              my_dbname)));
                     was_missing = false;
                     slot_count_batch(idx, r.claimed, r.delivered, r.retried, r.failed, r.last_error);
+                    // The launcher starts (or stops) the sink worker of this
+                    // database; new external deliveries wake it.
+                    slot_set_wants_sink(idx, r.has_external);
+                    if (r.dispatched_external) {
+                        Latch *sink = slot_sink_latch_of(MyDatabaseId);
+                        if (sink != nullptr)
+                            SetLatch(sink);
+                    }
                     drain = r.claimed >= size || r.cut_short;
                     if (careful_left > 0)
                         careful_left = r.claimed == 0 ? 0 : careful_left - r.claimed;

@@ -21,10 +21,19 @@ struct BatchResult {
     int failed;
     int requeued;            // left unsettled, due again at once, no attempt counted
     bool cut_short;          // events claimed but not run (time budget): claim again at once
+    bool has_external;       // a subscription has an external sink (the sink worker's)
+    bool dispatched_external;// deliveries were made for such a subscription
     TimestampTz next_due;    // when the next event becomes due (a retry, a delivery
                              // time, the end of a lease); 0: none known
     char last_error[kLastErrorLen]; // the last handler failure of the batch ("" if none)
 };
+
+// Start a transaction for relay (or sink) work, with a snapshot, as the
+// extension's owner, holding the extension's lock (shared); false (and
+// nothing open) when the database has no outbox extension.
+bool begin_relay_work(Oid *save_user, int *save_sec);
+// Commit it, back as the worker's role; report table statistics.
+void end_relay_work(Oid save_user, int save_sec);
 
 // Run one batch of at most `batch_size` events in its own transaction.
 // Raises ERROR on a failure outside the handlers (the caller aborts).

@@ -28,6 +28,12 @@ extern int guc_archive_retention_min;
 extern char *guc_role;
 extern int guc_handler_timeout_ms;
 extern int guc_max_batch_duration_ms;
+extern int guc_webhook_timeout_ms;
+extern int guc_webhook_max_in_flight;   // per database (its sink worker)
+extern bool guc_webhook_allow_private;
+extern int guc_webhook_breaker_failures;
+extern int guc_webhook_disable_after_s;
+extern int guc_webhook_max_retry_after_s;
 extern int guc_max_databases;          // PGC_POSTMASTER, only when preloaded
 
 // From _PG_init: define them all and reserve the outbox. prefix.

@@ -61,6 +61,23 @@ void slot_count_reclaimed(int i, int reclaimed, int failed);
 // DROP DATABASE of this worker's database is under way: leave.
 bool slot_asked_to_leave(int i);
 
+// ---- The sink worker of a slot (external deliveries of the same database)
+// The relay says whether its database has a subscription with an external
+// sink; the launcher starts or stops the slot's sink worker accordingly.
+void slot_set_wants_sink(int i, bool wants);
+bool slot_wants_sink(int i);
+// The launcher's latch (null when it exits), set when a slot's wish changes.
+void launcher_set_latch(Latch *latch);
+// The pid of slot i's sink worker, 0 if none.
+int slot_sink_pid(int i);
+// The sink worker of slot i for `dboid` starts (false: not ours) and exits.
+bool slot_sink_attach(int i, Oid dboid, char *dbname);
+void slot_sink_detach(int i);
+void slot_sink_set_activity(int i, const char *what);
+// The latch of the sink worker serving `dboid`, or null (lock shared; raises
+// nothing).
+Latch *slot_sink_latch_of(Oid dboid) noexcept;
+
 // ---- Others
 
 // The latch of the worker serving database `dboid`, or null. Takes the lock

@@ -30,6 +30,16 @@ enum class Stmt : int {
     FailDelivery,       // $1 event id, $2 subscription, $3 status, $4 error, $5 available_at,
                         //   $6 next_retry_at
     LockDelivery,       // $1 event id, $2 subscription -> attempts (a due SQL delivery)
+    SinkSubscriptions,  // -> subscription, kind, endpoint, url, headers[], timeout_ms, max_in_flight,
+                        //   state, breaker (0 closed, 1 open, 2 half-open), paused, secrets
+    SinkClaim,          // $1 subscription, $2 limit, $3 lease secs -> event_id, attempts, token, body
+    SinkDelivered,      // $1 event, $2 subscription, $3 token, $4 status code -> event_id if held
+    SinkFailed,         // $1 event, $2 subscription, $3 token, $4 status code, $5 error, $6 status,
+                        //   $7 available_at, $8 uncharge -> event_id if held
+    SinkEndpointResult, // $1 endpoint, $2 success, $3 error, $4 breaker failures, $5 disable after s,
+                        //   $6 gone -> state, disabled_reason
+    SinkReclaim,        // $1 max_retries, $2 subscriptions, $3 all -> became failed
+    SinkNextDue,        // $1 subscriptions -> earliest available_at ahead
     ArchiveSettled,     // $1 event ids -> how many moved to the archive
     ReclaimXact,        // $1 max_retries, $2 ids (expired, locked by this transaction)
                         // -> position in $2 (from 1), handed_out, attempt, whole row
@@ -42,7 +52,7 @@ enum class Stmt : int {
     Fail,               // $1 id, $2 status, $3 error, $4 available_at, $5 next_retry_at
     LeaseCheck,         // $1 id -> status, lease_token
     ArchiveCheck,       // $1 id -> status
-    Subscriptions,      // -> name, event_type, handler oid, owner oid, paused
+    Subscriptions,      // -> name, event_type, handler oid (NULL: external), owner oid, paused, external
     ReclaimExpired,     // $1 max_retries, $2 limit -> became_failed per event
     ArchiveMaintain,    // $1 retention minutes -> actions taken
     NextDue,            // $1 SQL subscriptions -> earliest available_at still ahead (retry,

@@ -1,0 +1,595 @@
+// The sink worker: the external deliveries of one database (HTTP webhooks
+// today), next to its relay, started by the launcher while the database has a
+// subscription with an external sink.
+//
+// A loop on one wait: the latch, postmaster death and every sink kind's fd
+// (sink.hpp), with the nearest timer as its timeout. Each turn:
+//   1. results: each kind works on what is ready; the attempts that ended are
+//      settled in one short transaction, each only if its lease token still
+//      holds the delivery (a stale one is refused); the events whose
+//      deliveries are all settled move to the archive; the endpoint's
+//      breaker and state follow the outcome.
+//   2. claims: while there is room (outbox.webhook_max_in_flight, each
+//      endpoint's max_in_flight, one probe through a half-open breaker), due
+//      deliveries are leased in one short transaction (the attempt counted
+//      now), which commits before anything is sent: no transaction is open
+//      while the network is waited on. Per-key order: the claim takes only the
+//      earliest unsettled delivery of a key.
+//   3. upkeep: leases that ran out are taken back (at start: all of them).
+// SIGTERM ends it at once (die): what was in flight stays leased and is sent
+// again once the lease is taken back, with the same webhook-id.
+#include "outbox/pg.hpp"
+#include "outbox/deliveries.hpp"
+#include "outbox/guard.hpp"
+#include "outbox/log_limit.hpp"
+#include "outbox/relay.hpp"
+#include "outbox/settings.hpp"
+#include "outbox/settle.hpp"
+#include "outbox/shmem.hpp"
+#include "outbox/sink.hpp"
+#include "outbox/spi.hpp"
+#include "outbox/worker.hpp"
+
+extern "C" {
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/pmsignal.h"
+#include "tcop/tcopprot.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+}
+
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace outbox {
+
+namespace {
+
+constexpr int kNameLen = 256;             // subscription and endpoint names: at most 255 bytes
+constexpr int kMaxFlights = 10000;        // outbox.webhook_max_in_flight's maximum
+constexpr int kLeaseMarginS = 30;         // a lease outlasts the request's timeout by this
+constexpr int kReclaimIntervalMs = 5000;
+constexpr int kPollMs = 10000;            // looked for due deliveries at least this often
+constexpr int kMissingExtensionRecheckMs = 10000;
+
+// One attempt in flight.
+struct Flight {
+    bool used;
+    pg_uuid_t id;
+    char subscription[kNameLen];
+    char endpoint[kNameLen];
+    int64 token;
+    int attempts;  // counted at claim, this one included
+};
+
+// A sink kind of this worker, made on first use.
+struct KindSink {
+    const char *kind;
+    Sink *sink;
+};
+
+char my_dbname[NAMEDATALEN];
+int my_slot = -1;
+Flight *flights = nullptr;  // kMaxFlights, in TopMemoryContext
+int in_flight = 0;
+KindSink kinds[4] = {{"http", nullptr}};
+constexpr int kKinds = 1;
+int wait_fd = -1;  // an epoll fd over every kind's fd
+LogLimit stale_log = {};
+LogLimit secret_log = {};
+
+void
+sink_exit(int code, Datum arg)
+{
+    for (int k = 0; k < kKinds; k++)
+        if (kinds[k].sink != nullptr) {
+            kinds[k].sink->abandon_all();
+            delete kinds[k].sink;
+            kinds[k].sink = nullptr;
+        }
+    if (wait_fd >= 0)
+        close(wait_fd);
+    slot_sink_detach(DatumGetInt32(arg));
+}
+
+Sink *
+sink_of(const char *kind)
+{
+    for (int k = 0; k < kKinds; k++) {
+        if (strcmp(kinds[k].kind, kind) != 0)
+            continue;
+        if (kinds[k].sink == nullptr) {
+            char why[256] = "";
+            kinds[k].sink = make_sink(kind, guc_webhook_max_in_flight, why, sizeof why);
+            if (kinds[k].sink == nullptr)
+                ereport(ERROR, (errcode(ERRCODE_INTERNAL_ERROR),
+                                errmsg("outbox sink: cannot start the %s sink: %s", kind, why)));
+            int fd = kinds[k].sink->fd();
+            if (fd >= 0) {
+                struct epoll_event ev;
+                memset(&ev, 0, sizeof ev);
+                ev.events = EPOLLIN;
+                ev.data.fd = fd;
+                if (epoll_ctl(wait_fd, EPOLL_CTL_ADD, fd, &ev) != 0)
+                    ereport(ERROR, (errcode_for_socket_access(), errmsg("outbox sink: epoll_ctl: %m")));
+            }
+        }
+        return kinds[k].sink;
+    }
+    return nullptr;
+}
+
+int
+flights_to(const char *endpoint)
+{
+    int n = 0;
+    for (int i = 0; i < kMaxFlights && n < in_flight; i++)
+        if (flights[i].used && strcmp(flights[i].endpoint, endpoint) == 0)
+            n++;
+    return n;
+}
+
+int
+free_flight()
+{
+    for (int i = 0; i < kMaxFlights; i++)
+        if (!flights[i].used)
+            return i;
+    return -1;
+}
+
+char *
+text_col(HeapTuple tup, TupleDesc desc, int col)
+{
+    bool isnull;
+    Datum d = SPI_getbinval(tup, desc, col, &isnull);
+    return isnull ? nullptr : TextDatumGetCString(d);
+}
+
+// One subscription with its endpoint, as the claim round read it.
+struct Target {
+    char *subscription;
+    char *kind;
+    char *endpoint;
+    char *url;
+    char **headers;
+    int nheaders;
+    int timeout_ms;
+    int max_in_flight;
+    bool enabled;
+    int breaker;  // 0 closed, 1 open, 2 half-open
+    bool paused;
+    char *secrets;
+};
+
+Target *
+load_targets(MemoryContext cxt, int *n_out)
+{
+    run(Stmt::SinkSubscriptions, nullptr, nullptr, true, 0);
+    int n = static_cast<int>(SPI_processed);
+    Target *ts = static_cast<Target *>(MemoryContextAllocZero(cxt, sizeof(Target) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++) {
+        HeapTuple tup = SPI_tuptable->vals[i];
+        TupleDesc desc = SPI_tuptable->tupdesc;
+        bool isnull;
+        Target &t = ts[i];
+        MemoryContext old = MemoryContextSwitchTo(cxt);
+        t.subscription = text_col(tup, desc, 1);
+        t.kind = text_col(tup, desc, 2);
+        t.endpoint = text_col(tup, desc, 3);
+        t.url = text_col(tup, desc, 4);
+        Datum *elems;
+        bool *nulls;
+        deconstruct_array(DatumGetArrayTypeP(SPI_getbinval(tup, desc, 5, &isnull)), TEXTOID, -1, false,
+                          TYPALIGN_INT, &elems, &nulls, &t.nheaders);
+        t.headers = static_cast<char **>(palloc(sizeof(char *) * (t.nheaders > 0 ? t.nheaders : 1)));
+        for (int h = 0; h < t.nheaders; h++)
+            t.headers[h] = TextDatumGetCString(elems[h]);
+        t.timeout_ms = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
+        t.max_in_flight = DatumGetInt32(SPI_getbinval(tup, desc, 7, &isnull));
+        char *state = text_col(tup, desc, 8);
+        t.enabled = state != nullptr && strcmp(state, "enabled") == 0;
+        t.breaker = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
+        t.paused = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
+        t.secrets = text_col(tup, desc, 11);
+        MemoryContextSwitchTo(old);
+    }
+    *n_out = n;
+    return ts;
+}
+
+ArrayType *
+subscription_names(const Target *ts, int n)
+{
+    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++)
+        elems[i] = CStringGetTextDatum(ts[i].subscription);
+    return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
+}
+
+// A message claimed, to send once the claim has committed.
+struct Outgoing {
+    int target;
+    int flight;
+    char *event_id;
+    char *body;
+};
+
+// What one claim round found.
+struct ClaimRound {
+    bool extension_missing;
+    bool has_targets;
+    TimestampTz next_due;  // 0: none known
+};
+
+// Claim what there is room for (its own transaction), then send it.
+// `reclaim`: take back leases that ran out first (`all`: every lease).
+ClaimRound
+claim_and_send(bool reclaim, bool all)
+{
+    ClaimRound out = {false, false, 0};
+    Oid save_user;
+    int save_sec;
+    if (!begin_relay_work(&save_user, &save_sec)) {
+        out.extension_missing = true;
+        return out;
+    }
+    MemoryContext cxt = CurrentMemoryContext;
+    spi_begin();
+    int n;
+    Target *ts = load_targets(cxt, &n);
+    out.has_targets = n > 0;
+    Outgoing *outgoing = nullptr;
+    int nout = 0;
+    if (n > 0) {
+        ArrayType *names = subscription_names(ts, n);
+        if (reclaim) {
+            Datum args[3] = {Int32GetDatum(guc_max_retries), PointerGetDatum(names), BoolGetDatum(all)};
+            run(Stmt::SinkReclaim, args, nullptr);
+            if (SPI_processed > 0)
+                ereport(LOG, (errmsg("outbox sink: took back %llu deliveries whose attempt was not settled",
+                                     static_cast<unsigned long long>(SPI_processed))));
+        }
+        int room = guc_webhook_max_in_flight - in_flight;
+        outgoing = static_cast<Outgoing *>(MemoryContextAlloc(cxt, sizeof(Outgoing) * (room > 0 ? room : 1)));
+        for (int i = 0; i < n && room > 0; i++) {
+            Target &t = ts[i];
+            if (t.paused || !t.enabled || t.breaker == 1)
+                continue;
+            if (t.secrets == nullptr) {
+                uint64 others;
+                if (log_limit_allows(&secret_log, &others))
+                    ereport(WARNING, (errmsg("outbox sink: endpoint \"%s\" has no signing secret: its deliveries wait",
+                                             t.endpoint),
+                                      errhint("Give it one with outbox_rotate_endpoint_secret() (secrets are not "
+                                              "carried by pg_dump).")));
+                continue;
+            }
+            int busy = flights_to(t.endpoint);
+            int limit = t.max_in_flight - busy;
+            if (t.breaker == 2)
+                limit = busy == 0 ? 1 : 0;  // half-open: one probe
+            if (limit > room)
+                limit = room;
+            if (limit <= 0)
+                continue;
+            double lease_s = t.timeout_ms / 1000.0 + kLeaseMarginS;
+            Datum args[3] = {CStringGetTextDatum(t.subscription), Int32GetDatum(limit), Float8GetDatum(lease_s)};
+            run(Stmt::SinkClaim, args, nullptr);
+            for (uint64 r = 0; r < SPI_processed; r++) {
+                HeapTuple tup = SPI_tuptable->vals[r];
+                TupleDesc desc = SPI_tuptable->tupdesc;
+                bool isnull;
+                int f = free_flight();
+                if (f < 0)
+                    break;  // cannot be: room bounds it
+                Flight &fl = flights[f];
+                memset(&fl, 0, sizeof fl);
+                fl.used = true;
+                memcpy(&fl.id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+                strlcpy(fl.subscription, t.subscription, kNameLen);
+                strlcpy(fl.endpoint, t.endpoint, kNameLen);
+                fl.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+                fl.token = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+                in_flight++;
+                room--;
+                MemoryContext old = MemoryContextSwitchTo(cxt);
+                Outgoing &o = outgoing[nout++];
+                o.target = i;
+                o.flight = f;
+                o.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&fl.id)));
+                o.body = text_col(tup, desc, 4);
+                MemoryContextSwitchTo(old);
+            }
+        }
+        Datum arg = PointerGetDatum(names);
+        run(Stmt::SinkNextDue, &arg, nullptr, false, 1);
+        bool isnull = true;
+        Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
+        out.next_due = isnull ? 0 : DatumGetTimestampTz(d);
+    }
+    spi_end();
+    end_relay_work(save_user, save_sec);  // the leases are durable before anything is sent
+
+    for (int i = 0; i < nout; i++) {
+        const Target &t = ts[outgoing[i].target];
+        Sink *sink = sink_of(t.kind);
+        SinkTarget target = {t.endpoint, t.url, t.headers, t.nheaders, t.timeout_ms, t.secrets,
+                             guc_webhook_allow_private};
+        SinkMessage message = {static_cast<uint64_t>(outgoing[i].flight), outgoing[i].event_id, outgoing[i].body,
+                               strlen(outgoing[i].body)};
+        if (sink == nullptr || !sink->send(target, message)) {
+            // Not even queued: the lease runs out and the attempt is retried.
+            Flight &fl = flights[outgoing[i].flight];
+            fl.used = false;
+            in_flight--;
+        }
+    }
+    if (nout > 0) {
+        char activity[64];
+        snprintf(activity, sizeof activity, "delivering (%d in flight)", in_flight);
+        slot_sink_set_activity(my_slot, activity);
+    }
+    return out;
+}
+
+// Settle the attempts that ended (their own transaction). Returns how many.
+int
+settle_results()
+{
+    SinkResult *results = nullptr;
+    int n = 0;
+    int cap = 0;
+    for (int k = 0; k < kKinds; k++) {
+        Sink *sink = kinds[k].sink;
+        if (sink == nullptr)
+            continue;
+        sink->turn();
+        SinkResult r;
+        while (sink->pop_result(r)) {
+            if (r.tag >= static_cast<uint64_t>(kMaxFlights) || !flights[r.tag].used)
+                continue;
+            if (n == cap) {
+                cap = cap == 0 ? 64 : cap * 2;
+                results = static_cast<SinkResult *>(results == nullptr ? palloc(sizeof(SinkResult) * cap)
+                                                                       : repalloc(results, sizeof(SinkResult) * cap));
+            }
+            results[n++] = r;
+        }
+    }
+    if (n == 0)
+        return 0;
+    Oid save_user;
+    int save_sec;
+    if (!begin_relay_work(&save_user, &save_sec)) {
+        // The extension is gone: so are the deliveries.
+        for (int i = 0; i < n; i++)
+            flights[results[i].tag].used = false;
+        in_flight -= n;
+        return n;
+    }
+    spi_begin();
+    Datum *done = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    int ndone = 0;
+    TimestampTz now = GetCurrentStatementStartTimestamp();
+    for (int i = 0; i < n; i++) {
+        const SinkResult &r = results[i];
+        Flight &fl = flights[r.tag];
+        Datum sub = CStringGetTextDatum(fl.subscription);
+        bool ok = r.outcome == SinkOutcome::Delivered;
+        bool gone = r.outcome == SinkOutcome::Gone;
+        bool held;
+        if (ok) {
+            Datum args[4] = {UUIDPGetDatum(&fl.id), sub, Int64GetDatum(fl.token), Int32GetDatum(r.status)};
+            char nulls[5] = {' ', ' ', ' ', r.status > 0 ? ' ' : 'n', '\0'};
+            run(Stmt::SinkDelivered, args, nulls);
+            held = SPI_processed == 1;
+            if (held) {
+                pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
+                *copy = fl.id;
+                done[ndone++] = UUIDPGetDatum(copy);
+            }
+        } else {
+            // A 410 disables the endpoint: its delivery waits, uncharged.
+            bool give_up = !gone && fl.attempts >= 1 + guc_max_retries;
+            TimestampTz next = now;
+            if (!gone && !give_up) {
+                next = retry_time(now, fl.attempts - 1);
+                if (r.outcome == SinkOutcome::Throttled && r.retry_after_s > 0) {
+                    long wait_s = r.retry_after_s < guc_webhook_max_retry_after_s ? r.retry_after_s
+                                                                                  : guc_webhook_max_retry_after_s;
+                    TimestampTz after = now + static_cast<int64>(wait_s) * USECS_PER_SEC;
+                    if (after > next)
+                        next = after;
+                }
+            }
+            const char *error = r.error[0] != '\0' ? r.error : "failed";
+            Datum args[8] = {UUIDPGetDatum(&fl.id), sub, Int64GetDatum(fl.token), Int32GetDatum(r.status),
+                             PointerGetDatum(clip_error(cstring_to_text(error))),
+                             CStringGetTextDatum(give_up ? "failed" : "created"), TimestampTzGetDatum(next),
+                             BoolGetDatum(gone)};
+            char nulls[9] = {' ', ' ', ' ', r.status > 0 ? ' ' : 'n', ' ', ' ', ' ', ' ', '\0'};
+            run(Stmt::SinkFailed, args, nulls);
+            held = SPI_processed == 1;
+            if (held && give_up) {
+                char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&fl.id)));
+                ereport(WARNING, (errmsg("outbox sink: the delivery of event %s to subscription \"%s\" failed for good",
+                                         id, fl.subscription),
+                                  errdetail("%s", error),
+                                  errhint("outbox_failed_deliveries() lists it; outbox_retry_deliveries() queues it again.")));
+            }
+        }
+        if (!held) {
+            uint64 others;
+            if (log_limit_allows(&stale_log, &others))
+                ereport(LOG, (errmsg("outbox sink: an attempt's result was refused: its lease (token " INT64_FORMAT
+                                     ") no longer holds the delivery to subscription \"%s\"",
+                                     fl.token, fl.subscription)));
+        } else {
+            Datum args[6] = {CStringGetTextDatum(fl.endpoint), BoolGetDatum(ok),
+                             CStringGetTextDatum(r.error[0] != '\0' ? r.error : "failed"),
+                             Int32GetDatum(guc_webhook_breaker_failures),
+                             Float8GetDatum(static_cast<double>(guc_webhook_disable_after_s)), BoolGetDatum(gone)};
+            run(Stmt::SinkEndpointResult, args, nullptr);
+            if (!ok && SPI_processed == 1) {
+                char *state = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+                char *reason = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+                if (state != nullptr && strcmp(state, "disabled") == 0 && (gone || reason != nullptr))
+                    ereport(WARNING, (errmsg("outbox sink: endpoint \"%s\" is disabled: %s", fl.endpoint,
+                                             reason ? reason : "failing"),
+                                      errhint("Its deliveries wait; outbox_resume_endpoint() enables it again.")));
+            }
+        }
+        fl.used = false;
+        in_flight--;
+    }
+    if (ndone > 0) {
+        Datum arg = PointerGetDatum(construct_array(done, ndone, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+        run(Stmt::ArchiveSettled, &arg, nullptr, false, 1);
+    }
+    spi_end();
+    end_relay_work(save_user, save_sec);
+    return n;
+}
+
+long
+ms_until(TimestampTz t)
+{
+    long ms = static_cast<long>((t - GetCurrentTimestamp()) / 1000) + 1;
+    return ms < 0 ? 0 : ms;
+}
+
+void
+sink_loop()
+{
+    MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "outbox sink", ALLOCSET_DEFAULT_SIZES);
+    volatile bool woken = true;
+    volatile bool first = true;
+    volatile TimestampTz next_reclaim = 0;
+    volatile TimestampTz next_claim = 0;
+    volatile int error_backoff_ms = 0;
+    for (;;) {
+        start_round(cxt);
+        if (slot_asked_to_leave(my_slot)) {
+            ereport(LOG, (errmsg("outbox sink: leaving database \"%s\": it is being dropped", my_dbname)));
+            proc_exit(0);
+        }
+        volatile long sleep_ms = kPollMs;
+        if (!guc_enabled || RecoveryInProgress()) {
+            slot_sink_set_activity(my_slot, guc_enabled ? "standby: not delivering" : "disabled");
+        } else {
+            PG_TRY();
+            {
+                int settled = settle_results();
+                TimestampTz now = GetCurrentTimestamp();
+                bool reclaim = now >= next_reclaim;
+                if (reclaim)
+                    next_reclaim = TimestampTzPlusMilliseconds(now, kReclaimIntervalMs);
+                if (in_flight < guc_webhook_max_in_flight && (woken || settled > 0 || reclaim || now >= next_claim)) {
+                    ClaimRound c = claim_and_send(reclaim, first);
+                    first = false;
+                    if (c.extension_missing) {
+                        slot_sink_set_activity(my_slot, "waiting for CREATE EXTENSION outbox");
+                        sleep_ms = kMissingExtensionRecheckMs;
+                        first = true;
+                    }
+                    next_claim = TimestampTzPlusMilliseconds(now, kPollMs);
+                    if (c.next_due != 0 && c.next_due < next_claim)
+                        next_claim = c.next_due;
+                }
+                if (in_flight == 0)
+                    slot_sink_set_activity(my_slot, "idle");
+                long until = ms_until(next_claim);
+                if (until < sleep_ms)
+                    sleep_ms = until;
+                until = ms_until(next_reclaim);
+                if (until < sleep_ms)
+                    sleep_ms = until;
+                for (int k = 0; k < kKinds; k++)
+                    if (kinds[k].sink != nullptr) {
+                        long t = kinds[k].sink->next_timeout_ms();
+                        if (t >= 0 && t < sleep_ms)
+                            sleep_ms = t;
+                    }
+                error_backoff_ms = 0;
+            }
+            PG_CATCH();
+            {
+                HOLD_INTERRUPTS();
+                MemoryContextSwitchTo(cxt);
+                EmitErrorReport();
+                FlushErrorState();
+                AbortOutOfAnyTransaction();
+                RESUME_INTERRUPTS();
+                MemoryContextSwitchTo(cxt);
+                slot_sink_set_activity(my_slot, "error backoff");
+                error_backoff_ms = error_backoff_ms == 0 ? 1000 : error_backoff_ms * 2;
+                if (error_backoff_ms > guc_max_error_backoff_ms)
+                    error_backoff_ms = guc_max_error_backoff_ms;
+                sleep_ms = error_backoff_ms;
+                pgstat_report_activity(STATE_IDLE, nullptr);
+            }
+            PG_END_TRY();
+        }
+        long stats_ms = pgstat_report_stat(false);
+        if (stats_ms > 0 && stats_ms < sleep_ms)
+            sleep_ms = stats_ms;
+        int rc = WaitLatchOrSocket(MyLatch, WL_LATCH_SET | WL_SOCKET_READABLE | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+                                   wait_fd, sleep_ms, PG_WAIT_EXTENSION);
+        woken = (rc & WL_LATCH_SET) != 0;
+        ResetLatch(MyLatch);
+    }
+}
+
+void
+sink_main(Datum arg)
+{
+    int idx = DatumGetInt32(arg);
+    WorkerArgs args;
+    memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
+
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnectionByOid(args.dboid, args.role, 0);
+
+    if (idx < 0 || idx >= relay_slot_count() || !slot_sink_attach(idx, args.dboid, my_dbname))
+        proc_exit(0);
+    my_slot = idx;
+    flights = static_cast<Flight *>(MemoryContextAllocZero(TopMemoryContext, sizeof(Flight) * kMaxFlights));
+    wait_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (wait_fd < 0)
+        ereport(ERROR, (errcode_for_socket_access(), errmsg("outbox sink: epoll_create1: %m")));
+    before_shmem_exit(sink_exit, Int32GetDatum(idx));
+
+    pgstat_report_appname("outbox sink");
+    SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
+    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
+    in_relay_worker = true;
+    ereport(LOG, (errmsg("outbox sink started for database \"%s\"", my_dbname)));
+    sink_loop();
+}
+
+} // namespace
+
+} // namespace outbox
+
+extern "C" void
+outbox_sink_main(Datum arg)
+{
+    outbox::guarded_entry([arg] { outbox::sink_main(arg); });
+}
