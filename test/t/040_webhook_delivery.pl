@@ -99,8 +99,9 @@ my $cap = start_capture(5);
 my $csecret = sql("SELECT outbox_create_endpoint('capture', 'http://127.0.0.1:$cap->{port}/c?token=x',
 	headers => '{\"x-static\": \"static-value\"}')");
 sql("SELECT outbox_subscribe_webhook('to_capture', 'capture.*', 'capture')");
-is(sql("SELECT url FROM outbox_endpoint_stats() WHERE endpoint = 'capture'"), "http://127.0.0.1:$cap->{port}/c",
-	'outbox_endpoint_stats() shows the URL without its query');
+my $shown = sql("SELECT url FROM outbox_endpoint_stats() WHERE endpoint = 'capture'");
+like($shown, qr{^http://127\.0\.0\.1:$cap->{port}/c(\?\S*)?$}, "outbox_endpoint_stats() shows the URL ($shown)");
+unlike($shown, qr/token/, 'without its query');
 my $cid = sql("BEGIN; SELECT outbox_publish('capture.one', '{\"a\": [1, 2], \"s\": \"caf\\u00e9\"}', 'k1',
 	'{\"h\": \"v\"}'); COMMIT;");
 ok(wait_until(30, sub { @{ capture_requests($cap) } >= 1 }), 'the capture endpoint got a request');

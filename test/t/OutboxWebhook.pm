@@ -218,6 +218,8 @@ sub capture_requests
 	open my $fh, '<', "$r->{dir}/requests.jsonl" or return [];
 	my @req = map { JSON::PP::decode_json($_) } grep { /\S/ } <$fh>;
 	close $fh;
+	# The body as the bytes sent (decode_json gave characters).
+	utf8::encode($_->{body}) for @req;
 	return \@req;
 }
 
