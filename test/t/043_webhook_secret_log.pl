@@ -79,7 +79,9 @@ for my $bad ("SELECT outbox_alter_endpoint('hook', url => 'ftp://127.0.0.1/x')",
 	isnt(sqlstate_of($node, 'postgres', $bad), '', "refused: $bad");
 }
 # A negative grace: refused, or a secret returned (then checked too).
-my $maybe = $bg->query("SELECT outbox_rotate_endpoint_secret('hook', grace => '-1 hour')") // '';
+my ($maybe, $maybe_err) = ('', '');
+$node->psql('postgres', "SELECT outbox_rotate_endpoint_secret('hook', grace => '-1 hour')",
+	stdout => \$maybe, stderr => \$maybe_err);
 push @secrets, $maybe if $maybe =~ /^whsec_\S+$/;
 note($maybe =~ /^whsec_/ ? "a negative grace is accepted" : "a negative grace is refused");
 sample_activity();

@@ -39,16 +39,25 @@ sub webhook_node
 	return relay_node($name, %c);
 }
 
-# The pid of the sink worker of a database (waits until it runs).
+# The pid of the sink worker of a database, other than $not_pid if given
+# (waits until it runs; the server may be restarting meanwhile).
 sub sink_pid
 {
 	my ($node, $db, $not_pid) = @_;
 	my $other = defined $not_pid ? " AND pid <> $not_pid" : '';
-	$node->poll_query_until('postgres',
-		"SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'outbox sink' AND datname = '$db'$other")
-	  or die "no sink worker for database $db";
-	return $node->safe_psql('postgres',
-		"SELECT pid FROM pg_stat_activity WHERE backend_type = 'outbox sink' AND datname = '$db'$other");
+	my $pid;
+	wait_until($PostgreSQL::Test::Utils::timeout_default, sub {
+		my ($out, $err) = ('', '');
+		my $rc = eval {
+			$node->psql('postgres',
+				"SELECT pid FROM pg_stat_activity WHERE backend_type = 'outbox sink' AND datname = '$db'$other",
+				stdout => \$out, stderr => \$err);
+		};
+		$pid = $out if defined $rc && $rc == 0 && $out =~ /^\d+$/;
+		usleep(30_000) unless $pid;
+		return $pid;
+	}) or die "no sink worker for database $db";
+	return $pid;
 }
 
 # Poll a Perl condition every 20 ms until it is true or $timeout seconds
