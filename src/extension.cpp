@@ -36,6 +36,7 @@ struct ExtensionState {
     Oid owner;               // the role that created the extension
     Oid events_relid;
     Oid status_type;         // outbox_status
+    bool has_deliveries;     // the schema is 0.2.0 or later (outbox_deliveries exists)
     char *schema_quoted;
 };
 
@@ -72,7 +73,9 @@ resolve_extension()
     // Same extension as before: only the table may have been rewritten. A
     // DROP and CREATE EXTENSION (even in the same schema) makes new objects
     // (outbox_status gets a new oid): start over.
-    if (state.valid && ext == state.extension_oid && nsp == state.schema_oid) {
+    bool has_deliveries = OidIsValid(get_relname_relid("outbox_deliveries", nsp));
+    if (state.valid && ext == state.extension_oid && nsp == state.schema_oid &&
+        has_deliveries == state.has_deliveries) {
         state.events_relid = get_relname_relid("outbox_events", nsp);
         state.recheck = false;
         return;
@@ -90,6 +93,9 @@ resolve_extension()
     state.events_relid = get_relname_relid("outbox_events", nsp);
     state.status_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("outbox_status"),
                                         ObjectIdGetDatum(nsp));
+    // An ALTER EXTENSION outbox UPDATE to 0.2.0 changes what the statements
+    // say: a new generation, so that plans are prepared again.
+    state.has_deliveries = has_deliveries;
     state.valid = true;
     state.recheck = false;
 }
@@ -144,6 +150,13 @@ events_relid()
 {
     ensure_state();
     return state.events_relid;
+}
+
+bool
+extension_has_deliveries()
+{
+    ensure_state();
+    return state.has_deliveries;
 }
 
 uint64

@@ -267,6 +267,18 @@ check_webhook_url(std::string_view url, std::string &why)
         why = "the URL contains a NUL byte";
         return false;
     }
+    for (unsigned char c : url)
+        if (c <= ' ' || c == 0x7f) {
+            why = "the URL contains a space or a control character";
+            return false;
+        }
+    // An authority right after "scheme://": curl would read "http:///x" as
+    // the host x, a URL without a host by RFC 3986.
+    if (std::size_t at = url.find("://"); at != std::string_view::npos &&
+        at + 3 < url.size() && (url[at + 3] == '/' || url[at + 3] == '?' || url[at + 3] == '#')) {
+        why = "the URL has no host";
+        return false;
+    }
     Curlu u;
     if (CURLUcode rc = parse_url(url, u); rc != CURLUE_OK) {
         if (rc == CURLUE_OUT_OF_MEMORY)

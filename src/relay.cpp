@@ -581,6 +581,11 @@ relay_batch(int batch_size, BatchResult *out)
         out->extension_missing = true;
         return;
     }
+    if (!extension_has_deliveries()) {
+        out->schema_outdated = true;  // until ALTER EXTENSION outbox UPDATE
+        end_relay_work(save_user, save_sec);
+        return;
+    }
 
     spi_begin();
     int nsubs;
@@ -596,7 +601,10 @@ relay_batch(int batch_size, BatchResult *out)
     int dispatched = dispatch(subs, nsubs, batch_size, out);
     out->claimed = dispatched;
 
+    // Used after spi_end too (next_due): in the caller's context, not SPI's.
+    MemoryContext old = MemoryContextSwitchTo(cxt);
     ArrayType *names = active_names(subs, nsubs);
+    MemoryContextSwitchTo(old);
     int claimed = 0;
     if (names != nullptr) {
         pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
@@ -722,6 +730,10 @@ charge_interrupted_delivery(const InflightNote *note)
     int save_sec;
     if (!TransactionIdIsNormal(note->xid) || !begin_relay_work(&save_user, &save_sec))
         return;
+    if (!extension_has_deliveries()) {  // a note of a relay older than the schema's update: nothing to charge
+        end_relay_work(save_user, save_sec);
+        return;
+    }
     // The batch committed after all (the process ended between its commit and
     // the note's clearing), or is too old to tell: nothing to charge.
     if (TransactionIdPrecedes(note->xid, ShmemVariableCache->oldestClogXid) || TransactionIdDidCommit(note->xid)) {

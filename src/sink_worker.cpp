@@ -20,6 +20,7 @@
 // again once the lease is taken back, with the same webhook-id.
 #include "outbox/pg.hpp"
 #include "outbox/deliveries.hpp"
+#include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/log_limit.hpp"
 #include "outbox/relay.hpp"
@@ -246,6 +247,11 @@ claim_and_send(bool reclaim, bool all)
     int save_sec;
     if (!begin_relay_work(&save_user, &save_sec)) {
         out.extension_missing = true;
+        return out;
+    }
+    if (!extension_has_deliveries()) {
+        end_relay_work(save_user, save_sec);
+        out.extension_missing = true;  // the schema is older than 0.2.0
         return out;
     }
     MemoryContext cxt = CurrentMemoryContext;

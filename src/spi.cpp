@@ -61,7 +61,8 @@ plan(Stmt which)
 
     char text[4096];
     const char *schema = extension_schema_quoted();
-    cpp_call([&] { render_sql(s.name, s.text, schema, text, sizeof text); });
+    const char *undispatched = extension_has_deliveries() ? "AND e.dispatched_at IS NULL" : "";
+    cpp_call([&] { render_sql(s.name, s.text, schema, undispatched, text, sizeof text); });
 
     SPIPlanPtr p = SPI_prepare_cursor(text, s.nargs, const_cast<Oid *>(s.argtypes),
                                       s.plan == PlanChoice::Generic ? CURSOR_OPT_GENERIC_PLAN : 0);

@@ -11,14 +11,22 @@
 namespace outbox {
 
 std::size_t
-render_sql(const char *name, const char *text, const char *schema_quoted, char *out, std::size_t cap)
+render_sql(const char *name, const char *text, const char *schema_quoted, const char *undispatched, char *out,
+           std::size_t cap)
 {
-    const std::string_view placeholder(kSchemaPlaceholder);
+    const std::string_view schema(kSchemaPlaceholder);
+    const std::string_view filter(kUndispatchedPlaceholder);
     std::string_view rest(text);
     fmt::memory_buffer buf;
-    for (std::size_t at; (at = rest.find(placeholder)) != std::string_view::npos;) {
-        fmt::format_to(std::back_inserter(buf), "{}{}", rest.substr(0, at), schema_quoted);
-        rest.remove_prefix(at + placeholder.size());
+    for (;;) {
+        std::size_t a = rest.find(schema);
+        std::size_t b = rest.find(filter);
+        if (a == std::string_view::npos && b == std::string_view::npos)
+            break;
+        bool is_schema = b == std::string_view::npos || (a != std::string_view::npos && a < b);
+        std::size_t at = is_schema ? a : b;
+        fmt::format_to(std::back_inserter(buf), "{}{}", rest.substr(0, at), is_schema ? schema_quoted : undispatched);
+        rest.remove_prefix(at + (is_schema ? schema.size() : filter.size()));
     }
     fmt::format_to(std::back_inserter(buf), "{}", rest);
     if (buf.size() >= cap)

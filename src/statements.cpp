@@ -31,7 +31,7 @@ namespace {
 // a later one of their ordering key back.
 #define CLAIMABLE_HELD_BY(earlier)                                                      \
     " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[])"           \
-    "   AND e.dispatched_at IS NULL"                                                    \
+    "   @undispatched@"                                                                 \
     "   AND e.available_at <= statement_timestamp()"                                    \
     "   AND ($2::text[] IS NULL OR e.type LIKE ANY ($2::text[]))"                       \
     "   AND ($3::text[] IS NULL OR NOT e.type LIKE ANY ($3::text[]))"                   \
@@ -418,7 +418,7 @@ constexpr Statement kStatements[] = {
     {Stmt::ReclaimExpired, "reclaim expired",
      "WITH expired AS ("
      " SELECT e.id FROM @extschema@.outbox_events e"
-     " WHERE e.status = 'active' AND e.dispatched_at IS NULL AND e.available_at <= statement_timestamp()"
+     " WHERE e.status = 'active' @undispatched@ AND e.available_at <= statement_timestamp()"
      " ORDER BY e.available_at LIMIT $2"
      " FOR UPDATE SKIP LOCKED) "
      RECLAIM

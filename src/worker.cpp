@@ -115,14 +115,21 @@ worker_loop(int idx, const InflightNote *left)
                 int size = careful_left > 0 ? 1 : guc_relay_batch_size;
                 relay_batch(size, &r);
                 inflight_clear();  // the batch's transaction is over
-                if (r.extension_missing) {
-                    if (!was_missing)
+                if (r.extension_missing || r.schema_outdated) {
+                    if (!was_missing && r.extension_missing)
                         ereport(LOG, (errmsg("outbox relay: extension \"outbox\" is not installed in database \"%s\": waiting for CREATE EXTENSION",
                                              my_dbname)));
+                    else if (!was_missing)
+                        ereport(LOG, (errmsg("outbox relay: database \"%s\" has an outbox schema older than 0.2.0: "
+                                             "waiting for ALTER EXTENSION outbox UPDATE",
+                                             my_dbname),
+                                      errhint("The library is newer than the installed extension; until the update "
+                                              "publishing and consuming work as before, and the relay delivers nothing.")));
                     was_missing = true;
                     next_archive = 0;
                     next_upkeep = 0;
-                    slot_set_activity(idx, "waiting for CREATE EXTENSION outbox");
+                    slot_set_activity(idx, r.extension_missing ? "waiting for CREATE EXTENSION outbox"
+                                                               : "waiting for ALTER EXTENSION outbox UPDATE");
                     if (sleep_ms > kMissingExtensionRecheckMs)
                         sleep_ms = kMissingExtensionRecheckMs;
                 } else {

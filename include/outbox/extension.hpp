@@ -22,6 +22,10 @@ Oid events_relid();
 // another schema), and whatever was built on the old one (the saved plans of
 // spi.cpp) must be built again.
 uint64 extension_generation();
+// Whether the installed schema has delivery state (0.2.0 or later). An older
+// one is served by the consumers' functions until ALTER EXTENSION outbox
+// UPDATE; the relay and the sink worker wait for the update.
+bool extension_has_deliveries();
 
 // From _PG_init: the relcache callback that notices DROP EXTENSION and
 // rewrites of outbox_events.

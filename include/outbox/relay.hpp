@@ -15,6 +15,7 @@ namespace outbox {
 // What one batch did.
 struct BatchResult {
     bool extension_missing;  // the database has no outbox extension (yet)
+    bool schema_outdated;    // its schema is older than 0.2.0: waiting for ALTER EXTENSION outbox UPDATE
     int claimed;             // events claimed (0: nothing due for any subscription)
     int delivered;
     int retried;

@@ -11,10 +11,17 @@ namespace outbox {
 // extension scripts.
 constexpr const char *kSchemaPlaceholder = "@extschema@";
 
+// The placeholder of the claims' filter that leaves out events handed to
+// subscriptions: "AND e.dispatched_at IS NULL", or nothing while the database
+// has a schema older than 0.2.0 (no such column: the library serves it until
+// ALTER EXTENSION outbox UPDATE).
+constexpr const char *kUndispatchedPlaceholder = "@undispatched@";
+
 // Write `text` into out (NUL-terminated), every @extschema@ replaced by
-// `schema_quoted`. Returns the length written; throws std::length_error
-// naming `name` if cap is too small.
-std::size_t render_sql(const char *name, const char *text, const char *schema_quoted, char *out, std::size_t cap);
+// `schema_quoted` and every @undispatched@ by `undispatched`. Returns the
+// length written; throws std::length_error naming `name` if cap is too small.
+std::size_t render_sql(const char *name, const char *text, const char *schema_quoted, const char *undispatched,
+                       char *out, std::size_t cap);
 
 // The highest parameter number ($n) in `text`, 0 if none: the statement
 // table checks its argument counts with it when it is compiled.

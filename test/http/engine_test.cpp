@@ -243,6 +243,8 @@ url_tests()
         {"https://example.com/#frag", false, "fragment"},
         {"/relative/path", false, "not an absolute URL"},
         {"https://", false, "not an absolute URL"},
+        {"http:///nohost", false, "no host"},
+        {"https://exa mple.com/", false, "space or a control character"},
         {"", false, "empty"},
     };
     for (auto &c : urls) {
