@@ -20,7 +20,7 @@ SELECT p.oid::regprocedure AS function,
        has_function_privilege('priv_plain', p.oid, 'EXECUTE') AS plain
   FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid AND d.classid = 'pg_proc'::regclass
  WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'outbox') AND d.deptype = 'e'
- ORDER BY p.proname;
+ ORDER BY p.proname, p.oid::regprocedure::text;
 -- pg_monitor may read the statistics.
 SELECT has_function_privilege('pg_monitor', 'outbox_stats()', 'EXECUTE') AS monitor_stats;
 
@@ -45,7 +45,7 @@ SELECT r AS rolname, has_sequence_privilege(r, 'outbox_lease_token_seq', 'USAGE'
 SELECT p.proname, l.lanname, p.prosecdef, p.proconfig
   FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
  WHERE p.proname LIKE '%outbox%' AND p.pronamespace = 'public'::regnamespace
- ORDER BY p.proname;
+ ORDER BY p.proname, p.oid::regprocedure::text;
 
 -------------------------------------------------------------------------------
 -- The same, by SET ROLE.
