@@ -6,7 +6,7 @@ OBJS         = $(patsubst %.cpp,%.o,$(sort $(wildcard src/*.cpp)))
 
 # The install script is generated from the current full script; upgrade
 # scripts (sql/outbox--A--B.sql) are hand-written, and the install scripts of
-# released versions (sql/outbox--0.1.0.sql) are frozen: both are shipped as
+# earlier versions (sql/outbox--0.1.0.sql, sql/outbox--0.1.1.sql) are frozen: both are shipped as
 # they are (and never cleaned).
 DATA_built   = sql/$(EXTENSION)--$(EXTVERSION).sql
 DATA         = $(filter-out sql/$(EXTENSION)--$(EXTVERSION).sql,$(wildcard sql/$(EXTENSION)--*.sql))

@@ -845,40 +845,39 @@ DECLARE
     n integer;
 BEGIN
     PERFORM 1 FROM @extschema@.outbox_events e WHERE e.id = ANY (ids) ORDER BY e.id FOR UPDATE;
+    -- Each table is reached through its primary key (= ANY of an array): a
+    -- join with the CTEs could be planned as a scan of the whole table.
     WITH settled AS (
         SELECT e.id FROM @extschema@.outbox_events e
          WHERE e.id = ANY (ids) AND e.dispatched_at IS NOT NULL
            AND NOT EXISTS (SELECT FROM @extschema@.outbox_deliveries d
                             WHERE d.event_id = e.id AND d.completed_on IS NULL)),
     outcomes AS (
-        DELETE FROM @extschema@.outbox_deliveries d USING settled s
-         WHERE d.event_id = s.id RETURNING d.*),
+        DELETE FROM @extschema@.outbox_deliveries d
+         WHERE d.event_id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING d.*),
+    gone AS (
+        DELETE FROM @extschema@.outbox_events e
+         WHERE e.id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING e.*),
     per_event AS (
-        SELECT s.id,
-               coalesce(bool_and(o.status = 'completed'), true) AS ok,
+        SELECT o.event_id AS id,
+               bool_and(o.status = 'completed') AS ok,
                -- The failed attempts of the delivery that needed the most.
-               coalesce(max(o.attempts - CASE WHEN o.status = 'completed' THEN 1 ELSE 0 END), 0) AS failures,
+               max(o.attempts - CASE WHEN o.status = 'completed' THEN 1 ELSE 0 END) AS failures,
                (array_agg(o.last_error ORDER BY o.completed_on DESC)
                     FILTER (WHERE o.last_error IS NOT NULL))[1] AS last_error,
-               coalesce(jsonb_object_agg(o.subscription, jsonb_strip_nulls(jsonb_build_object(
-                            'status', o.status, 'attempts', o.attempts, 'completed_on', o.completed_on,
-                            'last_error', o.last_error, 'last_status', o.last_status)))
-                            FILTER (WHERE o.subscription IS NOT NULL),
-                        '{}'::jsonb) AS deliveries
-          FROM settled s LEFT JOIN outcomes o ON o.event_id = s.id
-         GROUP BY s.id),
-    gone AS (
-        DELETE FROM @extschema@.outbox_events e USING per_event p
-         WHERE e.id = p.id
-        RETURNING e.*, p.ok, p.failures, p.last_error AS delivery_error, p.deliveries)
+               jsonb_object_agg(o.subscription, jsonb_strip_nulls(jsonb_build_object(
+                   'status', o.status, 'attempts', o.attempts, 'completed_on', o.completed_on,
+                   'last_error', o.last_error, 'last_status', o.last_status))) AS deliveries
+          FROM outcomes o
+         GROUP BY o.event_id)
     INSERT INTO @extschema@.outbox_events_archive
            (id, seq, type, payload, headers, ordering_key, status, occurred_at, created_on,
             retry_count, last_error, started_on, completed_on, lease_owner, deliveries)
     SELECT g.id, g.seq, g.type, g.payload, g.headers, g.ordering_key,
-           CASE WHEN g.ok THEN 'completed' ELSE 'failed' END::@extschema@.outbox_status,
-           g.occurred_at, g.created_on, g.retry_count + g.failures, coalesce(g.delivery_error, g.last_error),
-           g.dispatched_at, statement_timestamp(), 'outbox relay', g.deliveries
-      FROM gone g;
+           CASE WHEN coalesce(p.ok, true) THEN 'completed' ELSE 'failed' END::@extschema@.outbox_status,
+           g.occurred_at, g.created_on, g.retry_count + coalesce(p.failures, 0), coalesce(p.last_error, g.last_error),
+           g.dispatched_at, statement_timestamp(), 'outbox relay', coalesce(p.deliveries, '{}'::jsonb)
+      FROM gone g LEFT JOIN per_event p ON p.id = g.id;
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
 END

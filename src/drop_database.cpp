@@ -45,15 +45,17 @@ ask_relay_to_leave(const char *dbname)
     if (slot < 0)
         return;
     for (int waited = 0; waited < kWaitForLeaveMs; waited += kPollMs) {
-        if (slot_worker_pid(slot) == 0)
+        if (slot_worker_pid(slot) == 0 && slot_sink_pid(slot) == 0)
             return;
         CHECK_FOR_INTERRUPTS();
         pg_usleep(kPollMs * 1000L);
     }
-    // Still in a handler or a long batch: end it (its batch rolls back).
-    int pid = slot_worker_pid(slot);
-    if (pid != 0)
-        (void) kill(pid, SIGTERM);
+    // Still in a handler or a long batch: end it (its batch rolls back); the
+    // sink worker's leases are taken back when a sink worker starts again.
+    int pids[2] = {slot_worker_pid(slot), slot_sink_pid(slot)};
+    for (int pid : pids)
+        if (pid != 0)
+            (void) kill(pid, SIGTERM);
 }
 
 void

@@ -806,6 +806,30 @@ reclaim_expired(int *failed_out)
     return n;
 }
 
+int
+sweep_settled()
+{
+    Oid save_user;
+    int save_sec;
+    if (!begin_relay_work(&save_user, &save_sec))
+        return 0;
+    if (!extension_has_deliveries()) {
+        end_relay_work(save_user, save_sec);
+        return 0;
+    }
+    spi_begin();
+    Datum arg = Int32GetDatum(kReclaimLimit);
+    run(Stmt::SweepSettled, &arg, nullptr, false, 1);
+    bool isnull = true;
+    Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
+    int n = isnull ? 0 : DatumGetInt32(d);
+    spi_end();
+    end_relay_work(save_user, save_sec);
+    if (n > 0)
+        ereport(LOG, (errmsg("outbox relay: moved %d events whose deliveries were all settled to the archive", n)));
+    return n;
+}
+
 void
 maintain_archive(int retention_minutes)
 {

@@ -439,12 +439,14 @@ slot_ask_to_leave(Oid dboid, TimestampTz until)
 {
     int slot = -1;
     Latch *latch = nullptr;
+    Latch *sink_latch = nullptr;
     lock(LW_EXCLUSIVE);
     for (int i = 0; i < relay_shared->nslots; i++) {
         RelaySlot *s = slot_at(i);
         if (s->in_use && s->dboid == dboid) {
             s->leave_until = until;
             latch = s->latch;
+            sink_latch = s->sink_latch;
             slot = i;
             break;
         }
@@ -454,6 +456,8 @@ slot_ask_to_leave(Oid dboid, TimestampTz until)
     // spurious wake-up is harmless.
     if (latch != nullptr)
         SetLatch(latch);
+    if (sink_latch != nullptr)
+        SetLatch(sink_latch);
     return slot;
 }
 

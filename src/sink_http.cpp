@@ -72,6 +72,7 @@ public:
     long next_timeout_ms() const noexcept override { return client_.next_timeout_ms(); }
     void turn() noexcept override { client_.turn(); }
     std::size_t in_flight() const noexcept override { return client_.in_flight(); }
+    std::size_t results_waiting() const noexcept override { return client_.results_waiting(); }
     void abandon_all() noexcept override { client_.abandon_all(); }
 
     bool pop_result(SinkResult &out) noexcept override

@@ -96,6 +96,10 @@ LogLimit secret_log = {};
 void
 sink_exit(int code, Datum arg)
 {
+    if (wait_fd < 0 && flights == nullptr) {
+        slot_sink_detach(DatumGetInt32(arg));
+        return;
+    }
     for (int k = 0; k < kKinds; k++)
         if (kinds[k].sink != nullptr) {
             kinds[k].sink->abandon_all();
@@ -132,6 +136,20 @@ sink_of(const char *kind)
         return kinds[k].sink;
     }
     return nullptr;
+}
+
+// Whether a kind has attempts that ended, after letting each work on what is
+// ready.
+bool
+results_waiting()
+{
+    bool any = false;
+    for (int k = 0; k < kKinds; k++)
+        if (kinds[k].sink != nullptr) {
+            kinds[k].sink->turn();
+            any = any || kinds[k].sink->results_waiting() > 0;
+        }
+    return any;
 }
 
 int
@@ -237,25 +255,20 @@ struct ClaimRound {
     TimestampTz next_due;  // 0: none known
 };
 
-// Claim what there is room for (its own transaction), then send it.
+// What a claim leaves to send once its transaction has committed.
+struct Claimed {
+    Target *targets;
+    Outgoing *outgoing;
+    int nout;
+};
+
+// Claim what there is room for (between spi_begin and spi_end, in the turn's
+// transaction; `cxt` outlives it): the messages go out once it commits.
 // `reclaim`: take back leases that ran out first (`all`: every lease).
 ClaimRound
-claim_and_send(bool reclaim, bool all)
+claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
 {
     ClaimRound out = {false, false, 0};
-    Oid save_user;
-    int save_sec;
-    if (!begin_relay_work(&save_user, &save_sec)) {
-        out.extension_missing = true;
-        return out;
-    }
-    if (!extension_has_deliveries()) {
-        end_relay_work(save_user, save_sec);
-        out.extension_missing = true;  // the schema is older than 0.2.0
-        return out;
-    }
-    MemoryContext cxt = CurrentMemoryContext;
-    spi_begin();
     int n;
     Target *ts = load_targets(cxt, &n);
     out.has_targets = n > 0;
@@ -328,9 +341,19 @@ claim_and_send(bool reclaim, bool all)
         Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
         out.next_due = isnull ? 0 : DatumGetTimestampTz(d);
     }
-    spi_end();
-    end_relay_work(save_user, save_sec);  // the leases are durable before anything is sent
+    claimed->targets = ts;
+    claimed->outgoing = outgoing;
+    claimed->nout = nout;
+    return out;
+}
 
+// Send what a committed claim leased.
+void
+send_claimed(const Claimed &c)
+{
+    const Target *ts = c.targets;
+    const Outgoing *outgoing = c.outgoing;
+    int nout = c.nout;
     for (int i = 0; i < nout; i++) {
         const Target &t = ts[outgoing[i].target];
         Sink *sink = sink_of(t.kind);
@@ -350,12 +373,84 @@ claim_and_send(bool reclaim, bool all)
         snprintf(activity, sizeof activity, "delivering (%d in flight)", in_flight);
         slot_sink_set_activity(my_slot, activity);
     }
-    return out;
+}
+
+// An attempt's outcome for its endpoint: breaker, state, last success or
+// error (between spi_begin and spi_end).
+void
+endpoint_result(const char *endpoint, bool ok, bool gone, const char *error)
+{
+    Datum args[6] = {CStringGetTextDatum(endpoint), BoolGetDatum(ok), CStringGetTextDatum(error),
+                     Int32GetDatum(guc_webhook_breaker_failures),
+                     Float8GetDatum(static_cast<double>(guc_webhook_disable_after_s)), BoolGetDatum(gone)};
+    run(Stmt::SinkEndpointResult, args, nullptr);
+    if (ok || SPI_processed != 1)
+        return;
+    char *state = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+    char *reason = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
+    if (state != nullptr && strcmp(state, "disabled") == 0 && (gone || reason != nullptr))
+        ereport(WARNING, (errmsg("outbox sink: endpoint \"%s\" is disabled: %s", endpoint, reason ? reason : "failing"),
+                          errhint("Its deliveries wait; outbox_resume_endpoint() enables it again.")));
+}
+
+void
+log_stale(const Flight &fl)
+{
+    uint64 others;
+    if (log_limit_allows(&stale_log, &others))
+        ereport(LOG, (errmsg("outbox sink: an attempt's result was refused: its lease (token " INT64_FORMAT
+                             ") no longer holds the delivery to subscription \"%s\"",
+                             fl.token, fl.subscription)));
+}
+
+// A failed attempt (between spi_begin and spi_end): retried after the
+// backoff (at least Retry-After when throttled), failed once out of
+// attempts; a 410 leaves the delivery waiting, uncharged. False if the lease
+// no longer holds it.
+bool
+settle_failure(const SinkResult &r, const Flight &fl, TimestampTz now)
+{
+    bool gone = r.outcome == SinkOutcome::Gone;
+    bool give_up = !gone && fl.attempts >= 1 + guc_max_retries;
+    TimestampTz next = now;
+    if (!gone && !give_up) {
+        next = retry_time(now, fl.attempts - 1);
+        if (r.outcome == SinkOutcome::Throttled && r.retry_after_s > 0) {
+            long wait_s = r.retry_after_s < guc_webhook_max_retry_after_s ? r.retry_after_s
+                                                                          : guc_webhook_max_retry_after_s;
+            TimestampTz after = now + static_cast<int64>(wait_s) * USECS_PER_SEC;
+            if (after > next)
+                next = after;
+        }
+    }
+    const char *error = r.error[0] != '\0' ? r.error : "failed";
+    Datum args[8] = {UUIDPGetDatum(const_cast<pg_uuid_t *>(&fl.id)), CStringGetTextDatum(fl.subscription),
+                     Int64GetDatum(fl.token), Int32GetDatum(r.status),
+                     PointerGetDatum(clip_error(cstring_to_text(error))),
+                     CStringGetTextDatum(give_up ? "failed" : "created"), TimestampTzGetDatum(next),
+                     BoolGetDatum(gone)};
+    char nulls[9] = {' ', ' ', ' ', r.status > 0 ? ' ' : 'n', ' ', ' ', ' ', ' ', '\0'};
+    run(Stmt::SinkFailed, args, nulls);
+    if (SPI_processed != 1)
+        return false;
+    if (give_up) {
+        char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&fl.id))));
+        ereport(WARNING, (errmsg("outbox sink: the delivery of event %s to subscription \"%s\" failed for good", id,
+                                 fl.subscription),
+                          errdetail("%s", error),
+                          errhint("outbox_failed_deliveries() lists it; outbox_retry_deliveries() queues it again.")));
+    }
+    endpoint_result(fl.endpoint, false, gone, error);
+    return true;
 }
 
 // Settle the attempts that ended (their own transaction). Returns how many.
-int
-settle_results()
+// The acknowledged ones with one statement; the failures one by one, in
+// order; each endpoint with a success gets one success update, before its
+// failures if its last result of the turn was one, after them otherwise.
+// The attempts that ended, from every kind (no transaction needed).
+SinkResult *
+collect_results(int *n_out)
 {
     SinkResult *results = nullptr;
     int n = 0;
@@ -377,98 +472,138 @@ settle_results()
             results[n++] = r;
         }
     }
-    if (n == 0)
-        return 0;
-    Oid save_user;
-    int save_sec;
-    if (!begin_relay_work(&save_user, &save_sec)) {
-        // The extension is gone: so are the deliveries.
-        for (int i = 0; i < n; i++)
-            flights[results[i].tag].used = false;
-        in_flight -= n;
-        return n;
-    }
-    spi_begin();
-    Datum *done = static_cast<Datum *>(palloc(sizeof(Datum) * n));
-    int ndone = 0;
+    *n_out = n;
+    return results;
+}
+
+void
+forget_results(const SinkResult *results, int n)
+{
+    for (int i = 0; i < n; i++)
+        flights[results[i].tag].used = false;
+    in_flight -= n;
+}
+
+// Settle `results` (between spi_begin and spi_end, in the turn's transaction).
+void
+settle_in_txn(const SinkResult *results, int n)
+{
     TimestampTz now = GetCurrentStatementStartTimestamp();
+
+    // Each endpoint's last result of this turn: a success?
+    char (*endpoints)[kNameLen] = static_cast<char (*)[kNameLen]>(palloc(sizeof(char[kNameLen]) * n));
+    bool *had_success = static_cast<bool *>(palloc0(sizeof(bool) * n));
+    bool *last_success = static_cast<bool *>(palloc0(sizeof(bool) * n));
+    int nendpoints = 0;
+    auto endpoint_index = [&](const char *name) {
+        for (int e = 0; e < nendpoints; e++)
+            if (strcmp(endpoints[e], name) == 0)
+                return e;
+        strlcpy(endpoints[nendpoints], name, kNameLen);
+        return nendpoints++;
+    };
+    Datum *ok_ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    Datum *ok_subs = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    Datum *ok_tokens = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    Datum *ok_codes = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    int nok = 0;
     for (int i = 0; i < n; i++) {
         const SinkResult &r = results[i];
         Flight &fl = flights[r.tag];
-        Datum sub = CStringGetTextDatum(fl.subscription);
+        int e = endpoint_index(fl.endpoint);
         bool ok = r.outcome == SinkOutcome::Delivered;
-        bool gone = r.outcome == SinkOutcome::Gone;
-        bool held;
+        last_success[e] = ok;
         if (ok) {
-            Datum args[4] = {UUIDPGetDatum(&fl.id), sub, Int64GetDatum(fl.token), Int32GetDatum(r.status)};
-            char nulls[5] = {' ', ' ', ' ', r.status > 0 ? ' ' : 'n', '\0'};
-            run(Stmt::SinkDelivered, args, nulls);
-            held = SPI_processed == 1;
-            if (held) {
-                pg_uuid_t *copy = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t)));
-                *copy = fl.id;
-                done[ndone++] = UUIDPGetDatum(copy);
-            }
-        } else {
-            // A 410 disables the endpoint: its delivery waits, uncharged.
-            bool give_up = !gone && fl.attempts >= 1 + guc_max_retries;
-            TimestampTz next = now;
-            if (!gone && !give_up) {
-                next = retry_time(now, fl.attempts - 1);
-                if (r.outcome == SinkOutcome::Throttled && r.retry_after_s > 0) {
-                    long wait_s = r.retry_after_s < guc_webhook_max_retry_after_s ? r.retry_after_s
-                                                                                  : guc_webhook_max_retry_after_s;
-                    TimestampTz after = now + static_cast<int64>(wait_s) * USECS_PER_SEC;
-                    if (after > next)
-                        next = after;
+            had_success[e] = true;
+            ok_ids[nok] = UUIDPGetDatum(&fl.id);
+            ok_subs[nok] = CStringGetTextDatum(fl.subscription);
+            ok_tokens[nok] = Int64GetDatum(fl.token);
+            ok_codes[nok++] = Int32GetDatum(r.status);
+        }
+    }
+    for (int e = 0; e < nendpoints; e++)
+        if (had_success[e] && !last_success[e])
+            endpoint_result(endpoints[e], true, false, "");
+    for (int i = 0; i < n; i++) {
+        const SinkResult &r = results[i];
+        if (r.outcome != SinkOutcome::Delivered && !settle_failure(r, flights[r.tag], now))
+            log_stale(flights[r.tag]);
+    }
+    if (nok > 0) {
+        Datum args[4] = {
+            PointerGetDatum(construct_array(ok_ids, nok, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+            PointerGetDatum(construct_array(ok_subs, nok, TEXTOID, -1, false, TYPALIGN_INT)),
+            PointerGetDatum(construct_array(ok_tokens, nok, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
+            PointerGetDatum(construct_array(ok_codes, nok, INT4OID, sizeof(int32), true, TYPALIGN_INT))};
+        run(Stmt::SinkDelivered, args, nullptr);
+        if (SPI_processed < static_cast<uint64>(nok)) {
+            // Some leases no longer hold their delivery: say which (rare).
+            for (int i = 0; i < n; i++) {
+                const Flight &fl = flights[results[i].tag];
+                if (results[i].outcome != SinkOutcome::Delivered)
+                    continue;
+                bool held = false;
+                for (uint64 t = 0; t < SPI_processed && !held; t++) {
+                    bool isnull;
+                    Datum id = SPI_getbinval(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 1, &isnull);
+                    char *sub = text_col(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 2);
+                    held = memcmp(DatumGetUUIDP(id), &fl.id, UUID_LEN) == 0 && strcmp(sub, fl.subscription) == 0;
                 }
-            }
-            const char *error = r.error[0] != '\0' ? r.error : "failed";
-            Datum args[8] = {UUIDPGetDatum(&fl.id), sub, Int64GetDatum(fl.token), Int32GetDatum(r.status),
-                             PointerGetDatum(clip_error(cstring_to_text(error))),
-                             CStringGetTextDatum(give_up ? "failed" : "created"), TimestampTzGetDatum(next),
-                             BoolGetDatum(gone)};
-            char nulls[9] = {' ', ' ', ' ', r.status > 0 ? ' ' : 'n', ' ', ' ', ' ', ' ', '\0'};
-            run(Stmt::SinkFailed, args, nulls);
-            held = SPI_processed == 1;
-            if (held && give_up) {
-                char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&fl.id)));
-                ereport(WARNING, (errmsg("outbox sink: the delivery of event %s to subscription \"%s\" failed for good",
-                                         id, fl.subscription),
-                                  errdetail("%s", error),
-                                  errhint("outbox_failed_deliveries() lists it; outbox_retry_deliveries() queues it again.")));
+                if (!held)
+                    log_stale(fl);
             }
         }
-        if (!held) {
-            uint64 others;
-            if (log_limit_allows(&stale_log, &others))
-                ereport(LOG, (errmsg("outbox sink: an attempt's result was refused: its lease (token " INT64_FORMAT
-                                     ") no longer holds the delivery to subscription \"%s\"",
-                                     fl.token, fl.subscription)));
-        } else {
-            Datum args[6] = {CStringGetTextDatum(fl.endpoint), BoolGetDatum(ok),
-                             CStringGetTextDatum(r.error[0] != '\0' ? r.error : "failed"),
-                             Int32GetDatum(guc_webhook_breaker_failures),
-                             Float8GetDatum(static_cast<double>(guc_webhook_disable_after_s)), BoolGetDatum(gone)};
-            run(Stmt::SinkEndpointResult, args, nullptr);
-            if (!ok && SPI_processed == 1) {
-                char *state = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-                char *reason = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-                if (state != nullptr && strcmp(state, "disabled") == 0 && (gone || reason != nullptr))
-                    ereport(WARNING, (errmsg("outbox sink: endpoint \"%s\" is disabled: %s", fl.endpoint,
-                                             reason ? reason : "failing"),
-                                      errhint("Its deliveries wait; outbox_resume_endpoint() enables it again.")));
+        if (SPI_processed > 0) {
+            Datum *done = static_cast<Datum *>(palloc(sizeof(Datum) * SPI_processed));
+            int ndone = 0;
+            for (uint64 t = 0; t < SPI_processed; t++) {
+                bool isnull;
+                done[ndone++] = SPI_getbinval(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 1, &isnull);
             }
+            Datum arg = PointerGetDatum(construct_array(done, ndone, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+            run(Stmt::ArchiveSettled, &arg, nullptr, false, 1);
         }
-        fl.used = false;
-        in_flight--;
     }
-    if (ndone > 0) {
-        Datum arg = PointerGetDatum(construct_array(done, ndone, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-        run(Stmt::ArchiveSettled, &arg, nullptr, false, 1);
+    for (int e = 0; e < nendpoints; e++)
+        if (had_success[e] && last_success[e])
+            endpoint_result(endpoints[e], true, false, "");
+}
+
+// One turn's database work, in one short transaction: settle the attempts
+// that ended, then (if `claim`) lease more; commit; then send what was
+// leased. Returns how many results were settled.
+int
+turn_work(bool claim, bool reclaim, bool all, ClaimRound *round)
+{
+    memset(round, 0, sizeof *round);
+    int n;
+    SinkResult *results = collect_results(&n);
+    if (n == 0 && !claim)
+        return 0;
+    MemoryContext cxt = CurrentMemoryContext;
+    Oid save_user;
+    int save_sec;
+    if (!begin_relay_work(&save_user, &save_sec)) {
+        forget_results(results, n);  // the extension is gone, and with it the deliveries
+        round->extension_missing = true;
+        return n;
     }
+    if (!extension_has_deliveries()) {
+        end_relay_work(save_user, save_sec);
+        forget_results(results, n);
+        round->extension_missing = true;  // the schema is older than 0.2.0
+        return n;
+    }
+    spi_begin();
+    if (n > 0)
+        settle_in_txn(results, n);
+    Claimed claimed = {nullptr, nullptr, 0};
+    if (claim)
+        *round = claim_in_txn(cxt, reclaim, all, &claimed);
     spi_end();
-    end_relay_work(save_user, save_sec);
+    end_relay_work(save_user, save_sec);  // settled, and the new leases durable before anything is sent
+    forget_results(results, n);
+    send_claimed(claimed);
     return n;
 }
 
@@ -500,13 +635,17 @@ sink_loop()
         } else {
             PG_TRY();
             {
-                int settled = settle_results();
                 TimestampTz now = GetCurrentTimestamp();
                 bool reclaim = now >= next_reclaim;
                 if (reclaim)
                     next_reclaim = TimestampTzPlusMilliseconds(now, kReclaimIntervalMs);
-                if (in_flight < guc_webhook_max_in_flight && (woken || settled > 0 || reclaim || now >= next_claim)) {
-                    ClaimRound c = claim_and_send(reclaim, first);
+                // Claim when there is room and a reason: a wake-up, attempts
+                // that ended (room, and maybe the next of a key), a due time.
+                bool claim = in_flight < guc_webhook_max_in_flight &&
+                             (woken || reclaim || now >= next_claim || results_waiting());
+                ClaimRound c;
+                (void) turn_work(claim, reclaim, first, &c);
+                if (claim) {
                     first = false;
                     if (c.extension_missing) {
                         slot_sink_set_activity(my_slot, "waiting for CREATE EXTENSION outbox");
@@ -540,6 +679,19 @@ sink_loop()
                 EmitErrorReport();
                 FlushErrorState();
                 AbortOutOfAnyTransaction();
+                // What was in flight, claimed or collected may be half
+                // recorded: drop it all, and take every lease back at the
+                // next claim (sent again with the same webhook-id).
+                for (int k = 0; k < kKinds; k++)
+                    if (kinds[k].sink != nullptr) {
+                        kinds[k].sink->abandon_all();
+                        SinkResult stale;
+                        while (kinds[k].sink->pop_result(stale)) {
+                        }
+                    }
+                memset(flights, 0, sizeof(Flight) * kMaxFlights);
+                in_flight = 0;
+                first = true;
                 RESUME_INTERRUPTS();
                 MemoryContextSwitchTo(cxt);
                 slot_sink_set_activity(my_slot, "error backoff");
@@ -575,12 +727,13 @@ sink_main(Datum arg)
 
     if (idx < 0 || idx >= relay_slot_count() || !slot_sink_attach(idx, args.dboid, my_dbname))
         proc_exit(0);
+    // At once: whatever fails from here on must give the slot back.
+    before_shmem_exit(sink_exit, Int32GetDatum(idx));
     my_slot = idx;
     flights = static_cast<Flight *>(MemoryContextAllocZero(TopMemoryContext, sizeof(Flight) * kMaxFlights));
     wait_fd = epoll_create1(EPOLL_CLOEXEC);
     if (wait_fd < 0)
         ereport(ERROR, (errcode_for_socket_access(), errmsg("outbox sink: epoll_create1: %m")));
-    before_shmem_exit(sink_exit, Int32GetDatum(idx));
 
     pgstat_report_appname("outbox sink");
     SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);

@@ -269,13 +269,15 @@ constexpr Statement kStatements[] = {
      " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
      3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Default},
 
-    // A delivery acknowledged ($4: the status code), if lease $3 still holds it.
+    // Deliveries acknowledged: ($1[i], $2[i]) with status code $4[i], each if
+    // its lease $3[i] still holds it. Returns those settled.
     {Stmt::SinkDelivered, "sink delivered",
      "UPDATE @extschema@.outbox_deliveries d SET"
-     " status = 'completed', completed_on = statement_timestamp(), last_status = $4, lease_token = NULL"
-     " WHERE d.event_id = $1 AND d.subscription = $2 AND d.lease_token = $3 AND d.status = 'active'"
-     " RETURNING d.event_id",
-     4, {UUIDOID, TEXTOID, INT8OID, INT4OID}, PlanChoice::Default},
+     " status = 'completed', completed_on = statement_timestamp(), last_status = m.code, lease_token = NULL"
+     " FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[]) AS m(id, sub, token, code)"
+     " WHERE d.event_id = m.id AND d.subscription = m.sub AND d.lease_token = m.token AND d.status = 'active'"
+     " RETURNING d.event_id, d.subscription",
+     4, {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID}, PlanChoice::Default},
 
     // A failed attempt (already counted), if lease $3 still holds it: $4
     // status code (NULL: no answer), $5 error, $6 new status, $7 due again
@@ -339,6 +341,19 @@ constexpr Statement kStatements[] = {
      "SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
      " WHERE d.subscription = ANY ($1) AND d.status = 'created' AND d.available_at > statement_timestamp()",
      1, {TEXTARRAYOID}, PlanChoice::Default},
+
+    // Events handed over whose deliveries are all settled but which are
+    // still in outbox_events: settled by transactions that could not see each
+    // other (an operator's, in REPEATABLE READ), or whose last delivery went
+    // with its subscription. Moved to the archive, at most $1 of them.
+    {Stmt::SweepSettled, "sweep settled",
+     "SELECT @extschema@._outbox_archive_settled(ARRAY("
+     " SELECT e.id FROM @extschema@.outbox_events e"
+     " WHERE e.status = 'active' AND e.dispatched_at IS NOT NULL"
+     "   AND NOT EXISTS (SELECT FROM @extschema@.outbox_deliveries d"
+     "                    WHERE d.event_id = e.id AND d.completed_on IS NULL)"
+     " LIMIT $1))",
+     1, {INT4OID}, PlanChoice::Default},
 
     {Stmt::ArchiveSettled, "archive settled",
      "SELECT @extschema@._outbox_archive_settled($1)",

@@ -44,6 +44,7 @@ char my_dbname[NAMEDATALEN];  // the worker's database (no catalog access needed
 constexpr int kMissingExtensionRecheckMs = 10000;
 constexpr int kUpkeepMaxIntervalMs = 5000;  // expired leases are looked for at least this often
 constexpr int64 kArchiveIntervalMs = 3600 * 1000;
+constexpr int64 kSweepIntervalMs = 60 * 1000;
 
 void
 worker_exit(int code, Datum arg)
@@ -72,6 +73,7 @@ worker_loop(int idx, const InflightNote *left)
     // Changed inside PG_TRY and read after it: volatile.
     volatile TimestampTz next_upkeep = 0;
     volatile TimestampTz next_archive = 0;
+    volatile TimestampTz next_sweep = 0;
     volatile int error_backoff_ms = 0;
     volatile bool was_missing = false;
 
@@ -102,6 +104,10 @@ worker_loop(int idx, const InflightNote *left)
                 if (now >= next_archive && !was_missing) {
                     next_archive = TimestampTzPlusMilliseconds(now, kArchiveIntervalMs);
                     maintain_archive(guc_archive_retention_min);
+                }
+                if (now >= next_sweep && !was_missing) {
+                    next_sweep = TimestampTzPlusMilliseconds(now, kSweepIntervalMs);
+                    (void) sweep_settled();
                 }
                 if (now >= next_upkeep && !was_missing) {
                     next_upkeep = TimestampTzPlusMilliseconds(

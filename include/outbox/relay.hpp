@@ -48,6 +48,10 @@ void charge_interrupted_delivery(const InflightNote *note);
 // returns how many, and how many of those became failed.
 int reclaim_expired(int *failed_out);
 
+// Move events handed over whose deliveries are all settled, but which no
+// settling transaction archived, to the archive (own transaction); returns
+// how many.
+int sweep_settled();
 // Run outbox_archive_maintain(retention) (own transaction).
 void maintain_archive(int retention_minutes);
 

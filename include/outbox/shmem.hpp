@@ -83,9 +83,9 @@ Latch *slot_sink_latch_of(Oid dboid) noexcept;
 // The latch of the worker serving database `dboid`, or null. Takes the lock
 // shared, raises nothing: safe at commit.
 Latch *slot_latch_of(Oid dboid) noexcept;
-// DROP DATABASE of `dboid`: ask its worker to leave, and the launcher not to
-// start it again before `until`. Returns the slot (-1: not served) and sets
-// its worker's latch.
+// DROP DATABASE of `dboid`: ask its workers (relay and sink) to leave, and
+// the launcher not to start them again before `until`. Returns the slot (-1:
+// not served) and sets their latches.
 int slot_ask_to_leave(Oid dboid, TimestampTz until);
 // The pid of slot i's worker, 0 if none.
 int slot_worker_pid(int i);

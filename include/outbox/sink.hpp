@@ -69,6 +69,8 @@ public:
     // The next finished attempt, if any.
     virtual bool pop_result(SinkResult &out) noexcept = 0;
     virtual std::size_t in_flight() const noexcept = 0;
+    // How many results pop_result() has ready.
+    virtual std::size_t results_waiting() const noexcept = 0;
     // Drop every attempt in flight (shutdown): no results for them.
     virtual void abandon_all() noexcept = 0;
 };

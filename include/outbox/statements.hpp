@@ -33,13 +33,15 @@ enum class Stmt : int {
     SinkSubscriptions,  // -> subscription, kind, endpoint, url, headers[], timeout_ms, max_in_flight,
                         //   state, breaker (0 closed, 1 open, 2 half-open), paused, secrets
     SinkClaim,          // $1 subscription, $2 limit, $3 lease secs -> event_id, attempts, token, body
-    SinkDelivered,      // $1 event, $2 subscription, $3 token, $4 status code -> event_id if held
+    SinkDelivered,      // $1 events[], $2 subscriptions[], $3 tokens[], $4 status codes[] -> event_id,
+                        //   subscription of those settled (their lease held)
     SinkFailed,         // $1 event, $2 subscription, $3 token, $4 status code, $5 error, $6 status,
                         //   $7 available_at, $8 uncharge -> event_id if held
     SinkEndpointResult, // $1 endpoint, $2 success, $3 error, $4 breaker failures, $5 disable after s,
                         //   $6 gone -> state, disabled_reason
     SinkReclaim,        // $1 max_retries, $2 subscriptions, $3 all -> became failed
     SinkNextDue,        // $1 subscriptions -> earliest available_at ahead
+    SweepSettled,       // $1 limit -> how many settled events left behind moved to the archive
     ArchiveSettled,     // $1 event ids -> how many moved to the archive
     ReclaimXact,        // $1 max_retries, $2 ids (expired, locked by this transaction)
                         // -> position in $2 (from 1), handed_out, attempt, whole row

@@ -106,7 +106,7 @@ is(sql('upgraded', $states_sql), '01:active 02:created 05:active 06:failed 07:cr
 my $data_sql = q{
 	SELECT (to_jsonb(e) - 'dispatched_at')::text FROM outbox_events e ORDER BY seq;
 	SELECT (to_jsonb(a) - 'deliveries')::text, a.tableoid::regclass FROM outbox_events_archive a ORDER BY id;
-	SELECT s::text FROM outbox_subscriptions s ORDER BY name;
+	SELECT (to_jsonb(s) - 'sink' - 'endpoint')::text FROM outbox_subscriptions s ORDER BY name;
 	SELECT c.relname || ' ' || pg_get_expr(c.relpartbound, c.oid)
 	  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
 	 WHERE i.inhparent = 'outbox.outbox_events_archive'::regclass ORDER BY 1;
