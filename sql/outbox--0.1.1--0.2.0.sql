@@ -122,6 +122,9 @@ CREATE FUNCTION @extschema@._outbox_archive_settled(ids uuid[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
+-- Planned for the ids given: a generic plan does not know how few they are,
+-- and can scan whole tables that grow and shrink fast.
+SET plan_cache_mode = force_custom_plan
 AS $$
 DECLARE
     n integer;

@@ -66,6 +66,9 @@ constexpr int kLeaseMarginS = 30;         // a lease outlasts the request's time
 constexpr int kReclaimIntervalMs = 5000;
 constexpr int kPollMs = 10000;            // looked for due deliveries at least this often
 constexpr int kMissingExtensionRecheckMs = 10000;
+// Results are settled together: a turn waits up to this long for more of the
+// attempts in flight to end, unless half of them (or all) have.
+constexpr int kCoalesceMs = 2;
 
 // One attempt in flight.
 struct Flight {
@@ -138,18 +141,18 @@ sink_of(const char *kind)
     return nullptr;
 }
 
-// Whether a kind has attempts that ended, after letting each work on what is
+// How many attempts have ended, after letting each kind work on what is
 // ready.
-bool
+int
 results_waiting()
 {
-    bool any = false;
+    int n = 0;
     for (int k = 0; k < kKinds; k++)
         if (kinds[k].sink != nullptr) {
             kinds[k].sink->turn();
-            any = any || kinds[k].sink->results_waiting() > 0;
+            n += static_cast<int>(kinds[k].sink->results_waiting());
         }
-    return any;
+    return n;
 }
 
 int
@@ -623,6 +626,7 @@ sink_loop()
     volatile TimestampTz next_reclaim = 0;
     volatile TimestampTz next_claim = 0;
     volatile int error_backoff_ms = 0;
+    volatile TimestampTz first_result_at = 0;  // when results began to wait for this turn
     for (;;) {
         start_round(cxt);
         if (slot_asked_to_leave(my_slot)) {
@@ -639,12 +643,25 @@ sink_loop()
                 bool reclaim = now >= next_reclaim;
                 if (reclaim)
                     next_reclaim = TimestampTzPlusMilliseconds(now, kReclaimIntervalMs);
+                // Settle when half the attempts in flight (or all) have ended,
+                // or the first of them has waited kCoalesceMs: a transaction
+                // per handful of results, not per result.
+                int ended = results_waiting();
+                if (ended > 0 && first_result_at == 0)
+                    first_result_at = now;
+                bool settle = ended > 0 && (2 * ended >= in_flight ||
+                                            TimestampDifferenceExceeds(first_result_at, now, kCoalesceMs));
                 // Claim when there is room and a reason: a wake-up, attempts
                 // that ended (room, and maybe the next of a key), a due time.
-                bool claim = in_flight < guc_webhook_max_in_flight &&
-                             (woken || reclaim || now >= next_claim || results_waiting());
+                bool claim = in_flight < guc_webhook_max_in_flight && (woken || reclaim || now >= next_claim || settle);
                 ClaimRound c;
-                (void) turn_work(claim, reclaim, first, &c);
+                memset(&c, 0, sizeof c);
+                if (claim || settle) {
+                    (void) turn_work(claim, reclaim, first, &c);
+                    first_result_at = 0;
+                } else if (ended > 0) {
+                    sleep_ms = kCoalesceMs;  // more results may come meanwhile
+                }
                 if (claim) {
                     first = false;
                     if (c.extension_missing) {

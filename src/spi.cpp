@@ -65,7 +65,9 @@ plan(Stmt which)
     cpp_call([&] { render_sql(s.name, s.text, schema, undispatched, text, sizeof text); });
 
     SPIPlanPtr p = SPI_prepare_cursor(text, s.nargs, const_cast<Oid *>(s.argtypes),
-                                      s.plan == PlanChoice::Generic ? CURSOR_OPT_GENERIC_PLAN : 0);
+                                      s.plan == PlanChoice::Generic  ? CURSOR_OPT_GENERIC_PLAN
+                                      : s.plan == PlanChoice::Custom ? CURSOR_OPT_CUSTOM_PLAN
+                                                                     : 0);
     if (p == nullptr)
         elog(ERROR, "outbox: could not prepare statement \"%s\": %s", s.name, SPI_result_code_string(SPI_result));
     if (SPI_keepplan(p) != 0)

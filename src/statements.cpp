@@ -173,7 +173,7 @@ constexpr Statement kStatements[] = {
      "INSERT INTO @extschema@.outbox_deliveries (event_id, subscription, seq, ordering_key, available_at) "
      "SELECT ev.id, m.sub, ev.seq, ev.ordering_key, statement_timestamp()"
      " FROM unnest($2::uuid[], $3::text[]) AS m(id, sub) JOIN ev ON ev.id = m.id",
-     3, {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID}, PlanChoice::Default},
+     3, {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID}, PlanChoice::Custom},
 
     // The due deliveries of the SQL subscriptions $2 (active ones), at most
     // $1 of each and $1 in all, oldest first (an event's deliveries in
@@ -198,7 +198,7 @@ constexpr Statement kStatements[] = {
      " JOIN @extschema@.outbox_events e ON e.id = d.event_id"
      " ORDER BY d.available_at, d.seq, d.subscription"
      " LIMIT $1",
-     2, {INT4OID, TEXTARRAYOID}, PlanChoice::Default},
+     2, {INT4OID, TEXTARRAYOID}, PlanChoice::Custom},
 
     // Deliveries made: the pairs ($1[i], $2[i]), started at $3.
     {Stmt::CompleteDeliveries, "complete deliveries",
@@ -207,7 +207,7 @@ constexpr Statement kStatements[] = {
      " started_on = $3, next_retry_at = NULL, lease_token = NULL"
      " FROM unnest($1::uuid[], $2::text[]) AS m(id, sub)"
      " WHERE d.event_id = m.id AND d.subscription = m.sub",
-     3, {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID}, PlanChoice::Default},
+     3, {UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID}, PlanChoice::Custom},
 
     // A failed attempt of delivery ($1, $2): $3 the new status as text, $4
     // the error, $5 when it is due again, $6 next_retry_at.
@@ -216,13 +216,13 @@ constexpr Statement kStatements[] = {
      " status = $3::@extschema@.outbox_status, attempts = d.attempts + 1, last_error = $4,"
      " available_at = $5, next_retry_at = $6, started_on = statement_timestamp(), lease_token = NULL "
      "WHERE d.event_id = $1 AND d.subscription = $2",
-     6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, PlanChoice::Default},
+     6, {UUIDOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}, PlanChoice::Custom},
 
     // A SQL delivery left as a batch left it (due), locked -> its attempts.
     {Stmt::LockDelivery, "lock delivery",
      "SELECT d.attempts FROM @extschema@.outbox_deliveries d"
      " WHERE d.event_id = $1 AND d.subscription = $2 AND d.status = 'created' FOR UPDATE",
-     2, {UUIDOID, TEXTOID}, PlanChoice::Default},
+     2, {UUIDOID, TEXTOID}, PlanChoice::Custom},
 
     // The sink worker's subscriptions with their endpoints: kind, endpoint,
     // URL, static headers ("Name: value"), timeout, maximum in flight, state,
@@ -267,7 +267,7 @@ constexpr Statement kStatements[] = {
      " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
      "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text"
      " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
-     3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Default},
+     3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Custom},
 
     // Deliveries acknowledged: ($1[i], $2[i]) with status code $4[i], each if
     // its lease $3[i] still holds it. Returns those settled.
@@ -277,7 +277,7 @@ constexpr Statement kStatements[] = {
      " FROM unnest($1::uuid[], $2::text[], $3::int8[], $4::int4[]) AS m(id, sub, token, code)"
      " WHERE d.event_id = m.id AND d.subscription = m.sub AND d.lease_token = m.token AND d.status = 'active'"
      " RETURNING d.event_id, d.subscription",
-     4, {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID}, PlanChoice::Default},
+     4, {UUIDARRAYOID, TEXTARRAYOID, INT8ARRAYOID, INT4ARRAYOID}, PlanChoice::Custom},
 
     // A failed attempt (already counted), if lease $3 still holds it: $4
     // status code (NULL: no answer), $5 error, $6 new status, $7 due again
@@ -291,7 +291,7 @@ constexpr Statement kStatements[] = {
      " WHERE d.event_id = $1 AND d.subscription = $2 AND d.lease_token = $3 AND d.status = 'active'"
      " RETURNING d.event_id",
      8, {UUIDOID, TEXTOID, INT8OID, INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, BOOLOID},
-     PlanChoice::Default},
+     PlanChoice::Custom},
 
     // An attempt's outcome for its endpoint $1: $2 success; $3 error; $4
     // outbox.webhook_breaker_failures; $5 outbox.webhook_disable_after (s);
@@ -334,13 +334,13 @@ constexpr Statement kStatements[] = {
      " WHERE d.status = 'active' AND d.subscription = ANY ($2)"
      "   AND (d.available_at <= statement_timestamp() OR $3)"
      " RETURNING d.status = 'failed'",
-     3, {INT4OID, TEXTARRAYOID, BOOLOID}, PlanChoice::Default},
+     3, {INT4OID, TEXTARRAYOID, BOOLOID}, PlanChoice::Custom},
 
     // When the next delivery of the subscriptions $1 becomes due.
     {Stmt::SinkNextDue, "sink next due",
      "SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
      " WHERE d.subscription = ANY ($1) AND d.status = 'created' AND d.available_at > statement_timestamp()",
-     1, {TEXTARRAYOID}, PlanChoice::Default},
+     1, {TEXTARRAYOID}, PlanChoice::Custom},
 
     // Events handed over whose deliveries are all settled but which are
     // still in outbox_events: settled by transactions that could not see each
@@ -353,7 +353,7 @@ constexpr Statement kStatements[] = {
      "   AND NOT EXISTS (SELECT FROM @extschema@.outbox_deliveries d"
      "                    WHERE d.event_id = e.id AND d.completed_on IS NULL)"
      " LIMIT $1))",
-     1, {INT4OID}, PlanChoice::Default},
+     1, {INT4OID}, PlanChoice::Custom},
 
     {Stmt::ArchiveSettled, "archive settled",
      "SELECT @extschema@._outbox_archive_settled($1)",
@@ -454,7 +454,7 @@ constexpr Statement kStatements[] = {
      " (SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
      "   WHERE d.subscription = ANY ($1::text[]) AND d.status = 'created'"
      "     AND d.available_at > statement_timestamp()))",
-     1, {TEXTARRAYOID}, PlanChoice::Default},
+     1, {TEXTARRAYOID}, PlanChoice::Custom},
 
     {Stmt::Subscribe, "subscribe",
      "INSERT INTO @extschema@.outbox_subscriptions (name, event_type, handler, owner)"

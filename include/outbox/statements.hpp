@@ -71,6 +71,9 @@ constexpr int kMaxStatementArgs = 8;
 enum class PlanChoice {
     Default,  // PostgreSQL's plan cache decides (custom plans first)
     Generic,  // one generic plan, rebuilt when outbox_events has grown a lot (spi.cpp)
+    Custom,   // planned for its arguments at every execution: statements on
+              // outbox_deliveries, a queue table that grows from empty without
+              // any invalidation (a generic plan made then scans it whole)
 };
 
 struct Statement {
