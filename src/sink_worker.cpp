@@ -734,14 +734,7 @@ void
 sink_main(Datum arg)
 {
     int idx = DatumGetInt32(arg);
-    WorkerArgs args;
-    memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
-
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
-    BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnectionByOid(args.dboid, args.role, 0);
-
+    WorkerArgs args = worker_connect();
     if (idx < 0 || idx >= relay_slot_count() || !slot_sink_attach(idx, args.dboid, my_dbname))
         proc_exit(0);
     // At once: whatever fails from here on must give the slot back.
@@ -752,10 +745,7 @@ sink_main(Datum arg)
     if (wait_fd < 0)
         ereport(ERROR, (errcode_for_socket_access(), errmsg("outbox sink: epoll_create1: %m")));
 
-    pgstat_report_appname("outbox sink");
-    SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
-    SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
-    in_relay_worker = true;
+    worker_session("outbox sink");
     ereport(LOG, (errmsg("outbox sink started for database \"%s\"", my_dbname)));
     sink_loop();
 }

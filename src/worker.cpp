@@ -203,34 +203,44 @@ void
 worker_main(Datum arg)
 {
     int idx = DatumGetInt32(arg);
-    WorkerArgs args;
-    memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
-
-    pqsignal(SIGHUP, SignalHandlerForConfigReload);
-    pqsignal(SIGTERM, die);
-    BackgroundWorkerUnblockSignals();
-    BackgroundWorkerInitializeConnectionByOid(args.dboid, args.role, 0);
-
+    WorkerArgs args = worker_connect();
     if (idx < 0 || idx >= relay_slot_count() || !slot_attach(idx, args.dboid, my_dbname))
         proc_exit(0);
     before_shmem_exit(worker_exit, Int32GetDatum(idx));
     InflightNote left;
     bool had_note = inflight_open(args.dboid, &left);
+    worker_session("outbox relay");
+    ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
+    worker_loop(idx, had_note ? &left : nullptr);
+}
 
-    pgstat_report_appname("outbox relay");
-    // No JIT in the relay: its statements are short, and with stale statistics
-    // the claim's estimate can pass jit_above_cost and pay a compilation per batch.
+} // namespace
+
+WorkerArgs
+worker_connect()
+{
+    WorkerArgs args;
+    memcpy(&args, MyBgworkerEntry->bgw_extra, sizeof args);
+    pqsignal(SIGHUP, SignalHandlerForConfigReload);
+    pqsignal(SIGTERM, die);
+    BackgroundWorkerUnblockSignals();
+    BackgroundWorkerInitializeConnectionByOid(args.dboid, args.role, 0);
+    return args;
+}
+
+void
+worker_session(const char *appname)
+{
+    pgstat_report_appname(appname);
+    // No JIT: the workers' statements are short, and with stale statistics
+    // a claim's estimate can pass jit_above_cost and pay a compilation per batch.
     SetConfigOption("jit", "off", PGC_SUSET, PGC_S_OVERRIDE);
     // Settling the last delivery of an event relies on READ COMMITTED: after
     // locking the event, the next statement sees the other deliveries settled
     // by transactions that committed meanwhile (_outbox_archive_settled).
     SetConfigOption("default_transaction_isolation", "read committed", PGC_SUSET, PGC_S_OVERRIDE);
     in_relay_worker = true;
-    ereport(LOG, (errmsg("outbox relay started for database \"%s\"", my_dbname)));
-    worker_loop(idx, had_note ? &left : nullptr);
 }
-
-} // namespace
 
 void
 start_round(MemoryContext cxt)

@@ -23,6 +23,13 @@ extern bool in_relay_worker;
 // freshly reset `cxt`.
 void start_round(MemoryContext cxt);
 
+// A relay or sink worker's start: its signals, and its connection to the
+// database and as the role the launcher passed (returned).
+WorkerArgs worker_connect();
+// Its session, once it holds its slot: application name, no JIT, READ
+// COMMITTED.
+void worker_session(const char *appname);
+
 } // namespace outbox
 
 // The entry point the postmaster starts (bgw_function_name).
