@@ -69,6 +69,12 @@ constexpr int kMissingExtensionRecheckMs = 10000;
 // Results are settled together: a turn waits up to this long for more of the
 // attempts in flight to end, unless half of them (or all) have.
 constexpr int kCoalesceMs = 2;
+// The subscriptions and endpoints are read again at least this often (a
+// change to them takes effect within it), and after an error.
+constexpr int kTargetsTtlMs = 1000;
+// An endpoint's last success is recorded at most this often while it keeps
+// succeeding (the first success after a failure at once).
+constexpr int kSuccessRecordMs = 1000;
 
 // One attempt in flight.
 struct Flight {
@@ -94,6 +100,18 @@ KindSink kinds[4] = {{"http", nullptr}};
 constexpr int kKinds = 1;
 int wait_fd = -1;  // an epoll fd over every kind's fd
 LogLimit stale_log = {};
+// The targets as last read (in targets_cxt), and when.
+MemoryContext targets_cxt = nullptr;
+struct Target *cached_targets = nullptr;
+int ncached_targets = 0;
+TimestampTz targets_read_at = 0;
+// Endpoints whose success this worker recorded recently, with no failure since.
+struct RecentSuccess {
+    char endpoint[kNameLen];
+    TimestampTz at;
+};
+constexpr int kRecentSuccesses = 64;
+RecentSuccess recent_successes[kRecentSuccesses];
 LogLimit secret_log = {};
 
 void
@@ -272,9 +290,16 @@ ClaimRound
 claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
 {
     ClaimRound out = {false, false, 0};
-    int n;
-    Target *ts = load_targets(cxt, &n);
+    TimestampTz now = GetCurrentTimestamp();
+    if (targets_read_at == 0 || TimestampDifferenceExceeds(targets_read_at, now, kTargetsTtlMs)) {
+        MemoryContextReset(targets_cxt);
+        cached_targets = load_targets(targets_cxt, &ncached_targets);
+        targets_read_at = now;
+    }
+    int n = ncached_targets;
+    Target *ts = cached_targets;
     out.has_targets = n > 0;
+    bool filled = false;  // a claim took all it asked for: more is due now
     Outgoing *outgoing = nullptr;
     int nout = 0;
     if (n > 0) {
@@ -312,6 +337,8 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
             double lease_s = t.timeout_ms / 1000.0 + kLeaseMarginS;
             Datum args[3] = {CStringGetTextDatum(t.subscription), Int32GetDatum(limit), Float8GetDatum(lease_s)};
             run(Stmt::SinkClaim, args, nullptr);
+            if (SPI_processed == static_cast<uint64>(limit))
+                filled = true;
             for (uint64 r = 0; r < SPI_processed; r++) {
                 HeapTuple tup = SPI_tuptable->vals[r];
                 TupleDesc desc = SPI_tuptable->tupdesc;
@@ -338,11 +365,15 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
                 MemoryContextSwitchTo(old);
             }
         }
-        Datum arg = PointerGetDatum(names);
-        run(Stmt::SinkNextDue, &arg, nullptr, false, 1);
-        bool isnull = true;
-        Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
-        out.next_due = isnull ? 0 : DatumGetTimestampTz(d);
+        if (filled) {
+            out.next_due = now;
+        } else {
+            Datum arg = PointerGetDatum(names);
+            run(Stmt::SinkNextDue, &arg, nullptr, false, 1);
+            bool isnull = true;
+            Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
+            out.next_due = isnull ? 0 : DatumGetTimestampTz(d);
+        }
     }
     claimed->targets = ts;
     claimed->outgoing = outgoing;
@@ -378,11 +409,47 @@ send_claimed(const Claimed &c)
     }
 }
 
+// Whether a success of `endpoint` needs recording now (false: one was
+// recorded within kSuccessRecordMs, with no failure since); a failure
+// forgets the endpoint's last success.
+bool
+success_to_record(const char *endpoint, bool ok, TimestampTz now)
+{
+    int free_entry = -1;
+    for (int i = 0; i < kRecentSuccesses; i++) {
+        RecentSuccess &r = recent_successes[i];
+        if (r.endpoint[0] == '\0') {
+            if (free_entry < 0)
+                free_entry = i;
+            continue;
+        }
+        if (strcmp(r.endpoint, endpoint) != 0)
+            continue;
+        if (!ok) {
+            r.endpoint[0] = '\0';
+            return true;
+        }
+        if (!TimestampDifferenceExceeds(r.at, now, kSuccessRecordMs))
+            return false;
+        r.at = now;
+        return true;
+    }
+    if (ok && free_entry >= 0) {
+        strlcpy(recent_successes[free_entry].endpoint, endpoint, kNameLen);
+        recent_successes[free_entry].at = now;
+    }
+    return true;
+}
+
 // An attempt's outcome for its endpoint: breaker, state, last success or
 // error (between spi_begin and spi_end).
 void
 endpoint_result(const char *endpoint, bool ok, bool gone, const char *error)
 {
+    if (!success_to_record(endpoint, ok, GetCurrentTimestamp()))
+        return;
+    if (!ok)
+        targets_read_at = 0;  // its breaker or state may change: read the targets again
     Datum args[6] = {CStringGetTextDatum(endpoint), BoolGetDatum(ok), CStringGetTextDatum(error),
                      Int32GetDatum(guc_webhook_breaker_failures),
                      Float8GetDatum(static_cast<double>(guc_webhook_disable_after_s)), BoolGetDatum(gone)};
@@ -709,6 +776,8 @@ sink_loop()
                 memset(flights, 0, sizeof(Flight) * kMaxFlights);
                 in_flight = 0;
                 first = true;
+                targets_read_at = 0;  // read them again
+                memset(recent_successes, 0, sizeof recent_successes);
                 RESUME_INTERRUPTS();
                 MemoryContextSwitchTo(cxt);
                 slot_sink_set_activity(my_slot, "error backoff");
@@ -740,6 +809,7 @@ sink_main(Datum arg)
     // At once: whatever fails from here on must give the slot back.
     before_shmem_exit(sink_exit, Int32GetDatum(idx));
     my_slot = idx;
+    targets_cxt = AllocSetContextCreate(TopMemoryContext, "outbox sink targets", ALLOCSET_DEFAULT_SIZES);
     flights = static_cast<Flight *>(MemoryContextAllocZero(TopMemoryContext, sizeof(Flight) * kMaxFlights));
     wait_fd = epoll_create1(EPOLL_CLOEXEC);
     if (wait_fd < 0)
