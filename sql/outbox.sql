@@ -1303,6 +1303,7 @@ BEGIN
     secret := @extschema@._outbox_new_webhook_secret();
     INSERT INTO @extschema@.outbox_endpoint_secrets (endpoint, secret)
     VALUES (outbox_rotate_endpoint_secret.name, secret);
+    PERFORM @extschema@._outbox_wake_relay();  -- the sink signs with it from the commit on
     RETURN secret;
 END
 $$;

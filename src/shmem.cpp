@@ -56,6 +56,7 @@ struct RelaySlot {
 struct RelayShared {
     LWLock *lock;
     Latch *launcher_latch;         // the launcher's, while it runs
+    pg_atomic_uint64 sink_config;  // bumped when subscriptions or endpoints change
     int nslots;
     RelaySlot slots[FLEXIBLE_ARRAY_MEMBER];
 };
@@ -103,6 +104,8 @@ shmem_startup()
     relay_shared = static_cast<RelayShared *>(ShmemInitStruct("outbox relay", shared_size(), &found));
     if (!found) {
         relay_shared->lock = &(GetNamedLWLockTranche(kTrancheName))->lock;
+        relay_shared->launcher_latch = nullptr;
+        pg_atomic_init_u64(&relay_shared->sink_config, 0);
         relay_shared->nslots = guc_max_databases;
         for (int i = 0; i < relay_shared->nslots; i++)
             reset_slot(&relay_shared->slots[i]);
@@ -333,6 +336,19 @@ slot_set_wants_sink(int i, bool wants)
     unlock();
     if (changed && launcher != nullptr)
         SetLatch(launcher);  // it starts or stops the sink worker now
+}
+
+void
+sink_config_changed() noexcept
+{
+    if (relay_shared != nullptr)
+        pg_atomic_fetch_add_u64(&relay_shared->sink_config, 1);
+}
+
+uint64
+sink_config_generation() noexcept
+{
+    return relay_shared != nullptr ? pg_atomic_read_u64(&relay_shared->sink_config) : 0;
 }
 
 void

@@ -69,8 +69,9 @@ constexpr int kMissingExtensionRecheckMs = 10000;
 // Results are settled together: a turn waits up to this long for more of the
 // attempts in flight to end, unless half of them (or all) have.
 constexpr int kCoalesceMs = 2;
-// The subscriptions and endpoints are read again at least this often (a
-// change to them takes effect within it), and after an error.
+// The subscriptions and endpoints are read again when a change to them
+// commits (sink_config_generation), at least this often (what the sink itself
+// changed: breaker, state), and after an error.
 constexpr int kTargetsTtlMs = 1000;
 // An endpoint's last success is recorded at most this often while it keeps
 // succeeding (the first success after a failure at once).
@@ -105,6 +106,7 @@ MemoryContext targets_cxt = nullptr;
 struct Target *cached_targets = nullptr;
 int ncached_targets = 0;
 TimestampTz targets_read_at = 0;
+uint64 targets_generation = 0;  // sink_config_generation() when they were read
 // Endpoints whose success this worker recorded recently, with no failure since.
 struct RecentSuccess {
     char endpoint[kNameLen];
@@ -291,10 +293,13 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
 {
     ClaimRound out = {false, false, 0};
     TimestampTz now = GetCurrentTimestamp();
-    if (targets_read_at == 0 || TimestampDifferenceExceeds(targets_read_at, now, kTargetsTtlMs)) {
+    uint64 generation = sink_config_generation();
+    if (targets_read_at == 0 || generation != targets_generation ||
+        TimestampDifferenceExceeds(targets_read_at, now, kTargetsTtlMs)) {
         MemoryContextReset(targets_cxt);
         cached_targets = load_targets(targets_cxt, &ncached_targets);
         targets_read_at = now;
+        targets_generation = generation;
     }
     int n = ncached_targets;
     Target *ts = cached_targets;

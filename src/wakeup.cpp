@@ -39,6 +39,7 @@ xact_callback(XactEvent event, void *arg) noexcept
                 SetLatch(latch);
         }
         if (wake_sink_at_commit) {
+            sink_config_changed();
             Latch *latch = slot_sink_latch_of(MyDatabaseId);
             if (latch != nullptr)
                 SetLatch(latch);

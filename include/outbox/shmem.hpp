@@ -66,6 +66,10 @@ bool slot_asked_to_leave(int i);
 // sink; the launcher starts or stops the slot's sink worker accordingly.
 void slot_set_wants_sink(int i, bool wants);
 bool slot_wants_sink(int i);
+// Subscriptions or endpoints changed (at the commit of a change: raises
+// nothing); the sink workers read theirs again.
+void sink_config_changed() noexcept;
+uint64 sink_config_generation() noexcept;
 // The launcher's latch (null when it exits), set when a slot's wish changes.
 void launcher_set_latch(Latch *latch);
 // The pid of slot i's sink worker, 0 if none.
