@@ -848,21 +848,22 @@ DECLARE
     n integer;
 BEGIN
     PERFORM 1 FROM @extschema@.outbox_events e WHERE e.id = ANY (ids) ORDER BY e.id FOR UPDATE;
-    -- Each table is reached through its primary key (= ANY of an array): a
-    -- join with the CTEs could be planned as a scan of the whole table.
+    -- Each table is reached through its primary key: outbox_deliveries
+    -- fills and empties faster than it is analyzed, and on its default
+    -- statistics a join with it on event_id looks like a quarter of the
+    -- table (a scan of all of it).
+    WITH found AS (
+        SELECT x.event_id, x.subscription, x.completed_on
+          FROM (SELECT DISTINCT i.id FROM unnest(ids) AS i(id)) i
+          CROSS JOIN LATERAL (
+              SELECT d.event_id, d.subscription, d.completed_on
+                FROM @extschema@.outbox_deliveries d WHERE d.event_id = i.id
+              OFFSET 0) x),  -- planned on its own, as a lookup per id
     -- Settled: every delivery completed or given up, or none left at all.
-    WITH settled AS (
-        SELECT e.id FROM @extschema@.outbox_events e
-         WHERE e.id = ANY (ARRAY(
-                   SELECT d.event_id FROM @extschema@.outbox_deliveries d
-                    WHERE d.event_id = ANY (ids)
-                    GROUP BY d.event_id HAVING bool_and(d.completed_on IS NOT NULL)))
-           AND e.dispatched_at IS NOT NULL
-        UNION ALL
+    settled AS (
         SELECT e.id FROM @extschema@.outbox_events e
          WHERE e.id = ANY (ids) AND e.dispatched_at IS NOT NULL
-           AND e.id <> ALL (ARRAY(SELECT d.event_id FROM @extschema@.outbox_deliveries d
-                                   WHERE d.event_id = ANY (ids)))),
+           AND NOT EXISTS (SELECT FROM found f WHERE f.event_id = e.id AND f.completed_on IS NULL)),
     outcomes AS (
         DELETE FROM @extschema@.outbox_deliveries d
          WHERE d.event_id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING d.*),
