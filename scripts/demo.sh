@@ -139,11 +139,12 @@ SELECT type, payload->>'id' AS user_id, status FROM outbox_events_archive ORDER 
 DO $$
 BEGIN
     FOR i IN 1..100 LOOP
-        EXIT WHEN EXISTS (SELECT FROM outbox_events WHERE status = 'failed');
+        EXIT WHEN EXISTS (SELECT FROM outbox_failed_deliveries());
         PERFORM pg_sleep(0.1);
     END LOOP;
 END $$;
-SELECT type, status, retry_count AS failed_attempts, last_error FROM outbox_failed_events();
+-- Its delivery to that subscription failed for good; its other deliveries went on.
+SELECT type, subscription, attempts, last_error FROM outbox_failed_deliveries();
 
 \echo
 \echo == Statistics
