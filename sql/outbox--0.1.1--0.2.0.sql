@@ -195,8 +195,9 @@ BEGIN
 END
 $$;
 
--- Once the deliveries are locked: every id must name a failed delivery of
--- the subscription, not settled yet.
+-- Once the deliveries are locked: every id must name a delivery of the
+-- subscription not settled yet, failed (or, to discard it, pending: an
+-- operator may give up deliveries that wait, of a disabled endpoint say).
 CREATE FUNCTION @extschema@._outbox_check_failed_deliveries(sub text, ids uuid[], action text)
 RETURNS void
 LANGUAGE plpgsql STABLE SECURITY DEFINER
@@ -210,7 +211,8 @@ BEGIN
     SELECT i.id, d.status, d.completed_on IS NOT NULL INTO bad, bad_status, bad_settled
       FROM unnest(ids) AS i(id)
       LEFT JOIN @extschema@.outbox_deliveries d ON d.event_id = i.id AND d.subscription = sub
-     WHERE d.status IS DISTINCT FROM 'failed' OR d.completed_on IS NOT NULL
+     WHERE d.completed_on IS NOT NULL
+        OR (d.status IS DISTINCT FROM 'failed' AND NOT (action = 'discard' AND d.status = 'created'))
      LIMIT 1;
     IF bad IS NULL THEN
         RETURN;
@@ -219,8 +221,13 @@ BEGIN
             USING ERRCODE = 'P0002',
                   HINT = 'outbox_failed_deliveries() lists the failed deliveries; settled ones are in outbox_events_archive.deliveries.';
     ELSIF bad_settled THEN
-        RAISE EXCEPTION 'cannot % the delivery of event % to subscription "%": it was discarded', action, bad, sub
+        RAISE EXCEPTION 'cannot % the delivery of event % to subscription "%": it is settled already (%)', action, bad, sub,
+                        CASE bad_status WHEN 'failed' THEN 'discarded' ELSE bad_status::text END
             USING ERRCODE = '55000';
+    ELSIF action = 'discard' THEN
+        RAISE EXCEPTION 'cannot discard the delivery of event % to subscription "%": it is being delivered (%)', bad, sub, bad_status
+            USING ERRCODE = '55000',
+                  HINT = 'Pause the subscription (or the endpoint), wait for the attempt to end, then discard it.';
     ELSE
         RAISE EXCEPTION 'cannot % the delivery of event % to subscription "%": it is %, not failed', action, bad, sub, bad_status
             USING ERRCODE = '55000';
@@ -307,7 +314,8 @@ BEGIN
      ORDER BY d.event_id FOR UPDATE;
     PERFORM @extschema@._outbox_check_failed_deliveries(outbox_discard_deliveries.subscription, ids, 'discard');
     UPDATE @extschema@.outbox_deliveries d
-       SET completed_on = now()
+       SET completed_on = now(), status = 'failed',
+           last_error = coalesce(d.last_error, 'given up by an operator (outbox_discard_deliveries)')
      WHERE d.subscription = outbox_discard_deliveries.subscription AND d.event_id = ANY (ids);
     GET DIAGNOSTICS n = ROW_COUNT;
     PERFORM @extschema@._outbox_archive_settled(ids);
@@ -318,7 +326,7 @@ END
 $$;
 
 COMMENT ON FUNCTION @extschema@.outbox_discard_deliveries(text, uuid[]) IS
-    'Give up failed deliveries of a subscription (unblocks their ordering keys there); an event whose deliveries are all settled moves to the archive (status failed); returns how many.';
+    'Give up failed or pending deliveries of a subscription (unblocks their ordering keys there); an event whose deliveries are all settled moves to the archive (status failed); returns how many.';
 
 -- An operator's action: the guard of outbox.require_transaction does not apply.
 CREATE FUNCTION @extschema@.outbox_replay(archived_id uuid, subscription text)

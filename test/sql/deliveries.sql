@@ -51,7 +51,9 @@ SELECT outbox_retry_deliveries('audit', '{}');
 SELECT outbox_retry_deliveries('audit', ARRAY[ev(1), NULL]);
 SELECT outbox_retry_deliveries('audit', ARRAY[ev(1), ev(2)]);   -- ev(2) to audit is not failed
 SELECT outbox_retry_deliveries('audit', ARRAY[ev(4)]);          -- no such delivery
-SELECT outbox_discard_deliveries('mail', ARRAY[ev(1)]);         -- not failed
+UPDATE outbox_deliveries SET status = 'active' WHERE event_id = ev(1) AND subscription = 'mail';
+SELECT outbox_discard_deliveries('mail', ARRAY[ev(1)]);         -- in flight
+UPDATE outbox_deliveries SET status = 'created' WHERE event_id = ev(1) AND subscription = 'mail';
 SELECT outbox_discard_deliveries('nope', ARRAY[ev(1)]);
 SELECT subscription, status, attempts FROM outbox_deliveries WHERE event_id = ev(1) ORDER BY subscription;
 
@@ -78,6 +80,13 @@ SELECT right(id::text, 2) AS id, status, retry_count, last_error, lease_owner,
 SELECT count(*) AS deliveries_left FROM outbox_deliveries WHERE event_id = ev(1);
 -- Settled events only: an event with a delivery pending stays.
 SELECT _outbox_archive_settled(ARRAY[ev(2), ev(3)]) AS moved;
+
+-- A pending delivery can be given up too (of a disabled endpoint, say).
+SELECT outbox_publish('order.created', '{"n": 5}', id => ev(5));
+SELECT dispatch(5, '{mail}');
+SELECT outbox_discard_deliveries('mail', ARRAY[ev(5)]);
+SELECT right(id::text, 2) AS id, status, deliveries->'mail'->>'status' AS mail
+  FROM outbox_events_archive WHERE id = ev(5);
 
 -- Unsubscribing drops the subscription's deliveries not made. An event it
 -- alone still had goes back to the queue (3: for consumers or another
