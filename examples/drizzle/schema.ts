@@ -30,8 +30,11 @@ export const outboxEvents = pgTable('outbox_events', {
   expireInSeconds: integer('expire_in_seconds').notNull().default(30),
   leaseOwner: text('lease_owner'),
   leaseToken: bigint('lease_token', { mode: 'bigint' }),
+  // When the relay handed the event to its subscriptions (their state is in outbox_deliveries).
+  dispatchedAt: timestamptz('dispatched_at'),
 }, (t) => [
-  index('outbox_events_claim_idx').on(t.availableAt, t.seq).where(sql`status = ANY ('{created,active}'::outbox_status[])`),
+  index('outbox_events_claim_idx').on(t.availableAt, t.seq)
+    .where(sql`status = ANY ('{created,active}'::outbox_status[]) AND dispatched_at IS NULL`),
   index('outbox_events_ordering_idx').on(t.orderingKey, t.seq).where(sql`ordering_key IS NOT NULL`),
   index('outbox_events_failed_idx').on(t.createdOn).where(sql`status = 'failed'::outbox_status`),
 ]);
@@ -52,6 +55,8 @@ export const outboxEventsArchive = pgTable('outbox_events_archive', {
   startedOn: timestamptz('started_on'),
   completedOn: timestamptz('completed_on').notNull().defaultNow(),
   leaseOwner: text('lease_owner'),
+  // Each subscription's outcome, for an event delivered through subscriptions.
+  deliveries: jsonb('deliveries'),
   // The key is declared on each archive partition (so that pg_dump/pg_restore work), not on the
   // partitioned table itself.
 }, (t) => [primaryKey({ columns: [t.id, t.completedOn] })]);
