@@ -437,23 +437,27 @@ next_due(ArrayType *names)
 // each ordering key only (a later one waits for the earlier to be handed
 // over): claims follow each other, each seeing what the one before handed
 // over, until one finds nothing more or the batch is full.
-int dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out);
+// Only a claim that took a keyed event can have held a later one back: the
+// next claim runs only then (or when the batch was full), not after every
+// batch.
+int dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed);
 
 int
 dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
 {
     int total = 0;
     while (total < batch_size) {
-        int n = dispatch_once(subs, nsubs, batch_size - total, out);
-        if (n == 0)
-            break;
+        bool keyed = false;
+        int n = dispatch_once(subs, nsubs, batch_size - total, out, &keyed);
         total += n;
+        if (n == 0 || !keyed)
+            break;
     }
     return total;
 }
 
 int
-dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
+dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed)
 {
     ArrayType *patterns = dispatch_patterns(subs, nsubs);
     if (patterns == nullptr)
@@ -465,8 +469,8 @@ dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *
     if (claimed == 0)
         return 0;
     SPITupleTable *tt = SPI_tuptable;
-    if (tt->tupdesc->natts != 3)
-        elog(ERROR, "outbox relay: its dispatch claim returned %d columns, not 3", tt->tupdesc->natts);
+    if (tt->tupdesc->natts != 4)
+        elog(ERROR, "outbox relay: its dispatch claim returned %d columns, not 4", tt->tupdesc->natts);
     ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
     Datum *events = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
     Datum *pair_ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
@@ -484,6 +488,8 @@ dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *
         }
         Datum id = SPI_getbinval(tup, desc, 1, &isnull);
         text *type = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+        if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
+            *keyed = true;
         int matched = 0;
         for (int s = 0; s < nsubs; s++)
             if (type_matches(type, subs[s].like)) {

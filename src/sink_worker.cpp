@@ -274,7 +274,6 @@ struct Outgoing {
 // What one claim round found.
 struct ClaimRound {
     bool extension_missing;
-    bool has_targets;
     TimestampTz next_due;  // 0: none known
 };
 
@@ -291,7 +290,7 @@ struct Claimed {
 ClaimRound
 claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
 {
-    ClaimRound out = {false, false, 0};
+    ClaimRound out = {false, 0};
     TimestampTz now = GetCurrentTimestamp();
     uint64 generation = sink_config_generation();
     if (targets_read_at == 0 || generation != targets_generation ||
@@ -303,7 +302,6 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
     }
     int n = ncached_targets;
     Target *ts = cached_targets;
-    out.has_targets = n > 0;
     bool filled = false;  // a claim took all it asked for: more is due now
     Outgoing *outgoing = nullptr;
     int nout = 0;

@@ -156,7 +156,7 @@ constexpr Statement kStatements[] = {
     // patterns of them all): locked as "claim xact" does; an active event met
     // is an expired lease of a consumer, reclaimed first.
     {Stmt::DispatchClaim, "dispatch claim",
-     "SELECT e.id, e.type, e.status = 'active' AS expired"
+     "SELECT e.id, e.type, e.status = 'active' AS expired, e.ordering_key IS NOT NULL AS keyed"
      " FROM @extschema@.outbox_events e"
      DISPATCHABLE,
      4, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID}, PlanChoice::Generic},

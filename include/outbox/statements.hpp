@@ -22,7 +22,7 @@ enum class Stmt : int {
     Claim,              // + $6 lease secs, $7 owner, $8 max_retries
                         //   -> claim columns + handed_out
     ClaimXact,          // -> claim columns + expired (an active event: reclaim it first)
-    DispatchClaim,      // -> id, type, expired
+    DispatchClaim,      // -> id, type, expired, keyed (has an ordering key)
     Dispatch,           // $1 event ids, $2 delivery event ids, $3 delivery subscriptions
     SqlDeliveryClaim,   // $1 limit, $2 subscriptions -> event_id, subscription, attempts,
                         //   last_error, next_retry_at, whole event row (composite)
