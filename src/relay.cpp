@@ -110,7 +110,35 @@ struct Delivery {
     int attempts;  // attempts made before this batch's
     char *type;
     Datum row;     // the event's outbox_events row, as the handler's argument
+    int direct;    // its event's index in the batch's direct events; -1: it has a delivery row
 };
+
+// An event the batch claimed whose subscriptions are all SQL ones, active,
+// with nothing earlier of its ordering key still being delivered: the batch
+// delivers it to them itself, without handing it over first (no delivery
+// rows written), and archives it when all succeed. If one fails, or is left
+// unsettled, the event is handed over after all (its delivery rows made),
+// and settles as a handed-over event does.
+struct DirectEvent {
+    pg_uuid_t id;
+    int first;         // its deliveries: first .. first + count - 1 among the batch's direct ones
+    int count;
+    bool handed_over;  // its delivery rows exist now
+};
+
+// What dispatch() took: events handed over, and events to deliver directly
+// with their deliveries (in the caller's context).
+struct Taken {
+    int events;            // handed over or taken directly
+    DirectEvent *direct;
+    int ndirect;
+    Delivery *ds;          // the direct events' deliveries, event after event
+    int nds;
+    int capacity;          // of direct and ds: events, and events x subscriptions
+    bool direct_keyed;     // a direct event has an ordering key: the next of the key may wait
+};
+
+void hand_over_direct(Taken *taken, const int *which, int n, const Subscription *subs);
 
 char *
 column_cstring(HeapTuple tup, TupleDesc desc, int col)
@@ -294,19 +322,26 @@ deliver_group(const Delivery *ds, int from, int n, const Subscription *subs, Fmg
 // Record a failed attempt of a delivery (own subtransaction: if even that
 // fails, the delivery is left as it was, due again when the batch commits,
 // the attempt not counted).
+// A delivery taken directly (d->direct >= 0) is handed over first, with the
+// event's other deliveries, so that it has a row to record it on.
 void
-record_failure(const Delivery *d, const Subscription *sub, const char *error, MemoryContext cxt, BatchResult *out)
+record_failure(const Delivery *d, const Subscription *subs, Taken *taken, const char *error, MemoryContext cxt,
+               BatchResult *out)
 {
+    const Subscription *sub = &subs[d->sub];
     ResourceOwner owner = CurrentResourceOwner;
     volatile bool recorded = false;
     volatile bool failed = false;
     volatile TimestampTz next = 0;
+    bool hand = d->direct >= 0 && !taken->direct[d->direct].handed_over;
     BeginInternalSubTransaction(nullptr);
     MemoryContextSwitchTo(cxt);
     PG_TRY();
     {
         TimestampTz when = 0;
         spi_begin();
+        if (hand)
+            hand_over_direct(taken, &d->direct, 1, subs);
         const char *status = fail_delivery(&d->id, sub->name, d->attempts, error, &when);
         failed = strcmp(status, "failed") == 0;
         next = when;
@@ -325,6 +360,8 @@ record_failure(const Delivery *d, const Subscription *sub, const char *error, Me
     // Outside the subtransaction's PG_TRY: an error here is the batch's.
     if (!recorded)
         return;
+    if (hand)
+        taken->direct[d->direct].handed_over = true;
     char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&d->id))));
     copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, d->type, error));
     uint64 others;
@@ -352,24 +389,68 @@ record_failure(const Delivery *d, const Subscription *sub, const char *error, Me
     }
 }
 
-// Mark the deliveries made (done[i]) completed, with one statement, and
-// move the events whose deliveries are all settled to the archive, in the
-// batch's transaction.
+// Settle the deliveries made (done[i]) in the batch's transaction. Those
+// with a row: marked completed, with one statement, and the events whose
+// deliveries are all settled move to the archive. A direct event all of
+// whose deliveries were made moves to the archive at once; one with only
+// some made is handed over now, those made completed, the others due again.
 void
-settle_delivered(const Delivery *ds, const bool *done, int n, const Subscription *subs, TimestampTz started)
+settle_delivered(const Delivery *ds, const bool *done, int n, const Subscription *subs, Taken *taken,
+                 TimestampTz started)
 {
-    pg_uuid_t *ids = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t) * (n > 0 ? n : 1)));
-    const char **names = static_cast<const char **>(palloc(sizeof(char *) * (n > 0 ? n : 1)));
+    int size = n > 0 ? n : 1;
+    pg_uuid_t *ids = static_cast<pg_uuid_t *>(palloc(sizeof(pg_uuid_t) * size));
+    const char **names = static_cast<const char **>(palloc(sizeof(char *) * size));
     int k = 0;
+    int nd = taken->ndirect > 0 ? taken->ndirect : 1;
+    int *made = static_cast<int *>(palloc0(sizeof(int) * nd));
     for (int i = 0; i < n; i++)
-        if (done[i]) {
-            ids[k] = ds[i].id;
-            names[k++] = subs[ds[i].sub].name;
+        if (done[i] && ds[i].direct >= 0)
+            made[ds[i].direct]++;
+    int *partly = static_cast<int *>(palloc(sizeof(int) * nd));
+    int npartly = 0;
+    Datum *whole = static_cast<Datum *>(palloc(sizeof(Datum) * nd));
+    int nwhole = 0;
+    Datum *pair_ids = static_cast<Datum *>(palloc(sizeof(Datum) * size));
+    Datum *pair_subs = static_cast<Datum *>(palloc(sizeof(Datum) * size));
+    int pairs = 0;
+    for (int e = 0; e < taken->ndirect; e++) {
+        DirectEvent *ev = &taken->direct[e];
+        if (ev->handed_over || made[e] == 0)
+            continue;
+        if (made[e] < ev->count) {
+            partly[npartly++] = e;
+            continue;
         }
-    if (k == 0)
+        whole[nwhole++] = UUIDPGetDatum(&ev->id);
+    }
+    for (int i = 0; i < n; i++) {
+        if (!done[i])
+            continue;
+        int e = ds[i].direct;
+        if (e >= 0 && !taken->direct[e].handed_over && made[e] == taken->direct[e].count) {
+            pair_ids[pairs] = UUIDPGetDatum(const_cast<pg_uuid_t *>(&ds[i].id));
+            pair_subs[pairs++] = CStringGetTextDatum(subs[ds[i].sub].name);
+            continue;
+        }
+        ids[k] = ds[i].id;
+        names[k++] = subs[ds[i].sub].name;
+    }
+    if (k == 0 && nwhole == 0)
         return;
     spi_begin();
+    hand_over_direct(taken, partly, npartly, subs);
     (void) complete_deliveries(ids, names, k, started);
+    if (nwhole > 0) {
+        Datum args[4] = {PointerGetDatum(construct_array(whole, nwhole, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                         PointerGetDatum(construct_array(pair_ids, pairs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+                         PointerGetDatum(construct_array(pair_subs, pairs, TEXTOID, -1, false, TYPALIGN_INT)),
+                         TimestampTzGetDatum(started)};
+        run(Stmt::ArchiveDelivered, args, nullptr);
+        if (SPI_processed != static_cast<uint64>(nwhole))
+            elog(ERROR, "outbox relay: %d of %d events delivered in the batch are gone",
+                 nwhole - static_cast<int>(SPI_processed), nwhole);
+    }
     spi_end();
 }
 
@@ -430,88 +511,182 @@ next_due(ArrayType *names)
     return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
-// Hand the due events the subscriptions match to them, at most batch_size
-// (between spi_begin and spi_end); returns how many were handed over. An
-// expired lease of a consumer met is reclaimed first (one out of attempts is
-// failed instead: counted in out->failed). A claim takes the first event of
-// each ordering key only (a later one waits for the earlier to be handed
-// over): claims follow each other, each seeing what the one before handed
-// over, until one finds nothing more or the batch is full.
-// Only a claim that took a keyed event can have held a later one back: the
-// next claim runs only then (or when the batch was full), not after every
-// batch.
-int dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed);
-
-int
-dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out)
+// The names of all subscriptions (for the dispatch claim's ordering check).
+ArrayType *
+all_names(const Subscription *subs, int n)
 {
-    int total = 0;
-    while (total < batch_size) {
-        bool keyed = false;
-        int n = dispatch_once(subs, nsubs, batch_size - total, out, &keyed);
-        total += n;
-        if (n == 0 || !keyed)
-            break;
-    }
-    return total;
+    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
+    for (int i = 0; i < n; i++)
+        elems[i] = CStringGetTextDatum(subs[i].name);
+    return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
 }
 
-int
-dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed)
+// Hand the events `ids` to their subscriptions: a delivery row for each pair
+// (pair_ids[i], pair_subs[i]), the events marked dispatched.
+void
+hand_over(Datum *ids, int n, Datum *pair_ids, Datum *pair_subs, int pairs)
 {
-    ArrayType *patterns = dispatch_patterns(subs, nsubs);
-    if (patterns == nullptr)
-        return 0;
-    Datum values[4] = {Int32GetDatum(batch_size), PointerGetDatum(patterns), (Datum) 0, (Datum) 0};
-    char nulls[5] = {' ', ' ', 'n', 'n', '\0'};  // nothing to leave alone, no ids to skip
-    run(Stmt::DispatchClaim, values, nulls);
-    int claimed = static_cast<int>(SPI_processed);
-    if (claimed == 0)
-        return 0;
-    SPITupleTable *tt = SPI_tuptable;
-    if (tt->tupdesc->natts != 4)
-        elog(ERROR, "outbox relay: its dispatch claim returned %d columns, not 4", tt->tupdesc->natts);
-    ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
-    Datum *events = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
-    Datum *pair_ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
-    Datum *pair_subs = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
-    int n = 0;
-    int pairs = 0;
-    for (int i = 0; i < claimed; i++) {
-        HeapTuple tup = tt->vals[i];
-        TupleDesc desc = tt->tupdesc;
-        bool isnull;
-        if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)) &&
-            (reclaimed.rows == nullptr || reclaimed.rows[i] == nullptr)) {
-            out->failed++;  // an expired lease out of attempts: failed, not handed over
-            continue;
-        }
-        Datum id = SPI_getbinval(tup, desc, 1, &isnull);
-        text *type = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
-        if (DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull)))
-            *keyed = true;
-        int matched = 0;
-        for (int s = 0; s < nsubs; s++)
-            if (type_matches(type, subs[s].like)) {
-                pair_ids[pairs] = id;
-                pair_subs[pairs++] = CStringGetTextDatum(subs[s].name);
-                matched++;
-                if (subs[s].external)
-                    out->dispatched_external = true;
-            }
-        if (matched > 0)
-            events[n++] = id;
-    }
-    if (n == 0)
-        return 0;
-    Datum args[3] = {PointerGetDatum(construct_array(events, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
+    Datum args[3] = {PointerGetDatum(construct_array(ids, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
                      PointerGetDatum(construct_array(pair_ids, pairs, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR)),
                      PointerGetDatum(construct_array(pair_subs, pairs, TEXTOID, -1, false, TYPALIGN_INT))};
     run(Stmt::Dispatch, args, nullptr);
     if (SPI_processed != static_cast<uint64>(pairs))
         elog(ERROR, "outbox relay: %d deliveries made for %d (event, subscription) pairs",
              static_cast<int>(SPI_processed), pairs);
-    return n;
+}
+
+// Hand the direct events `which` (indexes into taken->direct) over after all:
+// their delivery rows made, due at once (between spi_begin and spi_end).
+void
+hand_over_direct(Taken *taken, const int *which, int n, const Subscription *subs)
+{
+    if (n == 0)
+        return;
+    int pairs = 0;
+    for (int i = 0; i < n; i++)
+        pairs += taken->direct[which[i]].count;
+    Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+    Datum *pair_ids = static_cast<Datum *>(palloc(sizeof(Datum) * pairs));
+    Datum *pair_subs = static_cast<Datum *>(palloc(sizeof(Datum) * pairs));
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        DirectEvent *ev = &taken->direct[which[i]];
+        ids[i] = UUIDPGetDatum(&ev->id);
+        for (int j = ev->first; j < ev->first + ev->count; j++) {
+            pair_ids[k] = UUIDPGetDatum(&taken->ds[j].id);
+            pair_subs[k++] = CStringGetTextDatum(subs[taken->ds[j].sub].name);
+        }
+    }
+    hand_over(ids, n, pair_ids, pair_subs, pairs);
+}
+
+// Hand the due events the subscriptions match to them, at most batch_size
+// (between spi_begin and spi_end); returns in *taken how many were taken. An
+// expired lease of a consumer met is reclaimed first (one out of attempts is
+// failed instead: counted in out->failed). With `direct` (the caller's
+// context; null: hand every event over), an event whose subscriptions are
+// all active SQL ones and whose ordering key has no delivery unsettled is
+// not handed over but taken to be delivered directly by the batch. A claim
+// takes the first event of each ordering key only (a later one waits for the
+// earlier to be handed over): claims follow each other, each seeing what the
+// one before handed over, until one finds nothing more or the batch is full.
+// Only a claim that handed a keyed event over can have held a later one
+// back: the next claim runs only then (or when the batch was full), not after
+// every batch.
+int dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed,
+                  MemoryContext direct, Taken *taken);
+
+void
+dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, MemoryContext direct, Taken *taken)
+{
+    memset(taken, 0, sizeof *taken);
+    int active = 0;
+    for (int i = 0; i < nsubs; i++)
+        if (!subs[i].paused && !subs[i].external)
+            active++;
+    if (direct != nullptr && active > 0) {
+        taken->capacity = batch_size;
+        taken->direct = static_cast<DirectEvent *>(MemoryContextAllocZero(direct, sizeof(DirectEvent) * batch_size));
+        taken->ds = static_cast<Delivery *>(
+            MemoryContextAllocZero(direct, sizeof(Delivery) * static_cast<Size>(batch_size) * active));
+    } else {
+        direct = nullptr;
+    }
+    while (taken->events < batch_size) {
+        bool keyed = false;
+        int n = dispatch_once(subs, nsubs, batch_size - taken->events, out, &keyed, direct, taken);
+        taken->events += n;
+        if (n == 0 || !keyed)
+            break;
+    }
+}
+
+int
+dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed,
+              MemoryContext direct, Taken *taken)
+{
+    ArrayType *patterns = dispatch_patterns(subs, nsubs);
+    if (patterns == nullptr)
+        return 0;
+    Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(patterns), (Datum) 0, (Datum) 0,
+                       PointerGetDatum(all_names(subs, nsubs))};
+    char nulls[6] = {' ', ' ', 'n', 'n', ' ', '\0'};  // nothing to leave alone, no ids to skip
+    run(Stmt::DispatchClaim, values, nulls);
+    int claimed = static_cast<int>(SPI_processed);
+    if (claimed == 0)
+        return 0;
+    SPITupleTable *tt = SPI_tuptable;
+    if (tt->tupdesc->natts != 6)
+        elog(ERROR, "outbox relay: its dispatch claim returned %d columns, not 6", tt->tupdesc->natts);
+    ReclaimedRows reclaimed = reclaim_met_expired(tt, claimed, 3);
+    Datum *events = static_cast<Datum *>(palloc(sizeof(Datum) * claimed));
+    Datum *pair_ids = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
+    Datum *pair_subs = static_cast<Datum *>(palloc(sizeof(Datum) * claimed * nsubs));
+    int *matches = static_cast<int *>(palloc(sizeof(int) * (nsubs > 0 ? nsubs : 1)));
+    int n = 0;
+    int pairs = 0;
+    int direct_taken = 0;
+    for (int i = 0; i < claimed; i++) {
+        HeapTuple tup = tt->vals[i];
+        TupleDesc desc = tt->tupdesc;
+        bool isnull;
+        bool expired = DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull));
+        if (expired && (reclaimed.rows == nullptr || reclaimed.rows[i] == nullptr)) {
+            out->failed++;  // an expired lease out of attempts: failed, not handed over
+            continue;
+        }
+        Datum id = SPI_getbinval(tup, desc, 1, &isnull);
+        text *type = DatumGetTextPP(SPI_getbinval(tup, desc, 2, &isnull));
+        bool is_keyed = DatumGetBool(SPI_getbinval(tup, desc, 4, &isnull));
+        bool blocked = DatumGetBool(SPI_getbinval(tup, desc, 5, &isnull));
+        int matched = 0;
+        bool all_direct = direct != nullptr && !expired && !blocked;
+        for (int s = 0; s < nsubs; s++)
+            if (type_matches(type, subs[s].like)) {
+                matches[matched++] = s;
+                if (subs[s].paused || subs[s].external)
+                    all_direct = false;
+            }
+        if (matched == 0)
+            continue;
+        if (all_direct) {
+            MemoryContext old = MemoryContextSwitchTo(direct);
+            DirectEvent *ev = &taken->direct[taken->ndirect];
+            memcpy(&ev->id, DatumGetUUIDP(id), sizeof(pg_uuid_t));
+            ev->first = taken->nds;
+            ev->count = matched;
+            Datum row = SPI_getbinval(tup, desc, 6, &isnull);
+            Datum arg = row_for_delivery(row, 0, (Datum) 0, true, (Datum) 0, true);
+            char *type_name = text_to_cstring(type);
+            for (int m = 0; m < matched; m++) {
+                Delivery *d = &taken->ds[taken->nds++];
+                d->id = ev->id;
+                d->sub = matches[m];
+                d->attempts = 0;
+                d->type = type_name;
+                d->row = arg;
+                d->direct = taken->ndirect;
+            }
+            taken->ndirect++;
+            if (is_keyed)
+                taken->direct_keyed = true;
+            MemoryContextSwitchTo(old);
+            direct_taken++;
+            continue;
+        }
+        if (is_keyed)
+            *keyed = true;
+        for (int m = 0; m < matched; m++) {
+            pair_ids[pairs] = id;
+            pair_subs[pairs++] = CStringGetTextDatum(subs[matches[m]].name);
+            if (subs[matches[m]].external)
+                out->dispatched_external = true;
+        }
+        events[n++] = id;
+    }
+    if (n > 0)
+        hand_over(events, n, pair_ids, pair_subs, pairs);
+    return n + direct_taken;
 }
 
 // The subscription of `name` among subs, or -1.
@@ -604,8 +779,13 @@ relay_batch(int batch_size, BatchResult *out)
         return;
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: dispatching");
-    int dispatched = dispatch(subs, nsubs, batch_size, out);
+    Taken taken;
+    dispatch(subs, nsubs, batch_size, out, cxt, &taken);
+    int dispatched = taken.events;
     out->claimed = dispatched;
+    // A later event of a direct event's ordering key becomes claimable once
+    // this batch commits: claim again at once.
+    out->more = taken.direct_keyed;
 
     // Used after spi_end too (next_due): in the caller's context, not SPI's.
     MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -620,7 +800,7 @@ relay_batch(int batch_size, BatchResult *out)
     }
     if (claimed > out->claimed)
         out->claimed = claimed;
-    if (claimed == 0) {
+    if (claimed == 0 && taken.nds == 0) {
         out->next_due = next_due(names);
         spi_end();
         // A batch that only handed events over need not wait for its commit
@@ -635,45 +815,57 @@ relay_batch(int batch_size, BatchResult *out)
         pgstat_report_activity(STATE_IDLE, nullptr);
         return;
     }
-    // Columns: 1 event id, 2 subscription, 3 attempts, 4 last_error, 5
-    // next_retry_at, 6 the event's whole row.
-    SPITupleTable *tt = SPI_tuptable;
-    if (tt->tupdesc->natts != 6)
-        elog(ERROR, "outbox relay: its delivery claim returned %d columns, not 6", tt->tupdesc->natts);
-    batch_xid = GetTopTransactionId();  // the claim's row locks gave it one
-    Delivery *ds = static_cast<Delivery *>(MemoryContextAllocZero(cxt, sizeof(Delivery) * claimed));
+    batch_xid = GetTopTransactionId();  // the claims' row locks gave it one
+    // The deliveries with a row first (due earlier: retries, events handed
+    // over before), then those taken directly, in claim order.
+    Delivery *ds = static_cast<Delivery *>(MemoryContextAllocZero(cxt, sizeof(Delivery) * (claimed + taken.nds + 1)));
     int n = 0;
-    for (int i = 0; i < claimed; i++) {
-        HeapTuple tup = tt->vals[i];
-        TupleDesc desc = tt->tupdesc;
-        bool isnull;
-        char *sub_name = column_cstring(tup, desc, 2);
-        int sub = find_subscription(subs, nsubs, sub_name);
-        if (sub < 0)
-            continue;  // cannot be: the claim took the names of subs
-        Delivery *d = &ds[n++];
-        memcpy(&d->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
-        d->sub = sub;
-        d->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
-        bool error_null;
-        Datum last_error = SPI_getbinval(tup, desc, 4, &error_null);
-        bool retry_null;
-        Datum next_retry = SPI_getbinval(tup, desc, 5, &retry_null);
-        Datum row = SPI_getbinval(tup, desc, 6, &isnull);
-        MemoryContext old = MemoryContextSwitchTo(cxt);
-        d->row = row_for_delivery(row, d->attempts, last_error, error_null, next_retry, retry_null);
-        MemoryContextSwitchTo(old);
-    }
-    // The event types, for messages (the rows are in cxt now).
-    for (int i = 0; i < n; i++) {
-        HeapTupleHeader th = DatumGetHeapTupleHeader(ds[i].row);
-        bool isnull;
-        Datum type = GetAttributeByName(th, "type", &isnull);
-        MemoryContext old = MemoryContextSwitchTo(cxt);
-        ds[i].type = isnull ? pstrdup("") : TextDatumGetCString(type);
-        MemoryContextSwitchTo(old);
+    if (claimed > 0) {
+        // Columns: 1 event id, 2 subscription, 3 attempts, 4 last_error, 5
+        // next_retry_at, 6 the event's whole row.
+        SPITupleTable *tt = SPI_tuptable;
+        if (tt->tupdesc->natts != 6)
+            elog(ERROR, "outbox relay: its delivery claim returned %d columns, not 6", tt->tupdesc->natts);
+        for (int i = 0; i < claimed; i++) {
+            HeapTuple tup = tt->vals[i];
+            TupleDesc desc = tt->tupdesc;
+            bool isnull;
+            char *sub_name = column_cstring(tup, desc, 2);
+            int sub = find_subscription(subs, nsubs, sub_name);
+            if (sub < 0)
+                continue;  // cannot be: the claim took the names of subs
+            Delivery *d = &ds[n++];
+            memcpy(&d->id, DatumGetUUIDP(SPI_getbinval(tup, desc, 1, &isnull)), sizeof(pg_uuid_t));
+            d->sub = sub;
+            d->direct = -1;
+            d->attempts = DatumGetInt32(SPI_getbinval(tup, desc, 3, &isnull));
+            bool error_null;
+            Datum last_error = SPI_getbinval(tup, desc, 4, &error_null);
+            bool retry_null;
+            Datum next_retry = SPI_getbinval(tup, desc, 5, &retry_null);
+            Datum row = SPI_getbinval(tup, desc, 6, &isnull);
+            MemoryContext old = MemoryContextSwitchTo(cxt);
+            d->row = row_for_delivery(row, d->attempts, last_error, error_null, next_retry, retry_null);
+            MemoryContextSwitchTo(old);
+        }
+        // The event types, for messages (the rows are in cxt now).
+        for (int i = 0; i < n; i++) {
+            HeapTupleHeader th = DatumGetHeapTupleHeader(ds[i].row);
+            bool isnull;
+            Datum type = GetAttributeByName(th, "type", &isnull);
+            MemoryContext old = MemoryContextSwitchTo(cxt);
+            ds[i].type = isnull ? pstrdup("") : TextDatumGetCString(type);
+            MemoryContextSwitchTo(old);
+        }
     }
     spi_end();
+    // The direct events' deliveries refer to their first one's place.
+    for (int e = 0; e < taken.ndirect; e++)
+        taken.direct[e].first += n;
+    if (taken.nds > 0)
+        memcpy(&ds[n], taken.ds, sizeof(Delivery) * taken.nds);
+    n += taken.nds;
+    taken.ds = ds;
 
     char activity[96];
     snprintf(activity, sizeof activity, "outbox relay: delivering %d events", n);
@@ -723,11 +915,11 @@ relay_batch(int batch_size, BatchResult *out)
                 out->cut_short = true;
             }
         }
-        record_failure(&ds[at], &subs[ds[at].sub], error, cxt, out);
+        record_failure(&ds[at], subs, &taken, error, cxt, out);
         from = at + 1;
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
-    settle_delivered(ds, done, n, subs, started);
+    settle_delivered(ds, done, n, subs, &taken, started);
     if (dispatched < batch_size && claimed < batch_size) {
         spi_begin();
         out->next_due = next_due(names);
@@ -770,7 +962,8 @@ charge_interrupted_delivery(const InflightNote *note)
     Subscription *subs = load_subscriptions(cxt, &nsubs);
     BatchResult ignored;
     memset(&ignored, 0, sizeof ignored);
-    (void) dispatch(subs, nsubs, kMaxBatch, &ignored);
+    Taken taken;
+    dispatch(subs, nsubs, kMaxBatch, &ignored, nullptr, &taken);
     // Still as the batch left it (due), locked: record the failed attempt as
     // a handler failure is.
     Datum key[2] = {UUIDPGetDatum(&id), CStringGetTextDatum(note->subscription)};

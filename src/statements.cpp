@@ -154,12 +154,20 @@ constexpr Statement kStatements[] = {
 
     // The relay's claim of events to hand to the subscriptions ($2: the
     // patterns of them all): locked as "claim xact" does; an active event met
-    // is an expired lease of a consumer, reclaimed first.
+    // is an expired lease of a consumer, reclaimed first. `blocked`: its
+    // ordering key has a delivery to one of the subscriptions $5 not settled
+    // yet (an earlier event of the key, handed over, still being delivered).
+    // With the whole row: the relay may run the handlers on it in the batch.
     {Stmt::DispatchClaim, "dispatch claim",
-     "SELECT e.id, e.type, e.status = 'active' AS expired, e.ordering_key IS NOT NULL AS keyed"
+     "SELECT e.id, e.type, e.status = 'active' AS expired, e.ordering_key IS NOT NULL AS keyed,"
+     " CASE WHEN e.ordering_key IS NULL THEN false ELSE EXISTS ("
+     "   SELECT FROM @extschema@.outbox_deliveries p"
+     "    WHERE p.subscription = ANY ($5::text[]) AND p.ordering_key = e.ordering_key"
+     "      AND p.completed_on IS NULL) END AS blocked,"
+     " e"
      " FROM @extschema@.outbox_events e"
      DISPATCHABLE,
-     4, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID}, PlanChoice::Generic},
+     5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID}, PlanChoice::Generic},
 
     // The claimed events $1 handed to their subscriptions: a delivery for
     // each pair ($2[i], $3[i]), due at once; the event is active (being
@@ -199,6 +207,25 @@ constexpr Statement kStatements[] = {
      " ORDER BY d.available_at, d.seq, d.subscription"
      " LIMIT $1",
      2, {INT4OID, TEXTARRAYOID}, PlanChoice::Custom},
+
+    // Events $1 the relay delivered to all their subscriptions in the batch
+    // that claimed them, never handed over (no delivery rows): moved to the
+    // archive, each with a completed first attempt for each of its pairs
+    // ($2[i], $3[i]), started at $4.
+    {Stmt::ArchiveDelivered, "archive delivered",
+     "WITH gone AS ("
+     " DELETE FROM @extschema@.outbox_events e WHERE e.id = ANY ($1) RETURNING e.*), "
+     "per_event AS ("
+     " SELECT m.id, jsonb_object_agg(m.sub, jsonb_build_object("
+     "   'status', 'completed', 'attempts', 1, 'completed_on', statement_timestamp())) AS deliveries"
+     " FROM unnest($2::uuid[], $3::text[]) AS m(id, sub) GROUP BY m.id) "
+     "INSERT INTO @extschema@.outbox_events_archive"
+     " (id, seq, type, payload, headers, ordering_key, status, occurred_at, created_on,"
+     "  retry_count, last_error, started_on, completed_on, lease_owner, deliveries) "
+     "SELECT g.id, g.seq, g.type, g.payload, g.headers, g.ordering_key, 'completed', g.occurred_at,"
+     " g.created_on, g.retry_count, g.last_error, $4, statement_timestamp(), 'outbox relay', p.deliveries"
+     " FROM gone g JOIN per_event p ON p.id = g.id",
+     4, {UUIDARRAYOID, UUIDARRAYOID, TEXTARRAYOID, TIMESTAMPTZOID}, PlanChoice::Generic},
 
     // Deliveries made: the pairs ($1[i], $2[i]), started at $3.
     {Stmt::CompleteDeliveries, "complete deliveries",
@@ -505,7 +532,8 @@ table_is_sound()
                 return false;
     }
     for (Stmt claim : {Stmt::Claim, Stmt::ClaimXact, Stmt::DispatchClaim})
-        for (int a = 0; a < kStatements[static_cast<int>(claim)].nargs && a < 5; a++)
+        for (int a = 0; a < kStatements[static_cast<int>(claim)].nargs && a < (claim == Stmt::DispatchClaim ? 4 : 5);
+             a++)
             if (kStatements[static_cast<int>(claim)].argtypes[a] != kClaimArgs[a])
                 return false;
     return true;

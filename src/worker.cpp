@@ -152,7 +152,7 @@ worker_loop(int idx, const InflightNote *left)
                         if (sink != nullptr)
                             SetLatch(sink);
                     }
-                    drain = r.claimed >= size || r.cut_short;
+                    drain = r.claimed >= size || r.cut_short || r.more;
                     if (careful_left > 0)
                         careful_left = r.claimed == 0 ? 0 : careful_left - r.claimed;
                     if (r.next_due != 0) {

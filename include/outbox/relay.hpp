@@ -22,6 +22,7 @@ struct BatchResult {
     int failed;
     int requeued;            // left unsettled, due again at once, no attempt counted
     bool cut_short;          // events claimed but not run (time budget): claim again at once
+    bool more;               // events of an ordering key delivered: the next of the key is due, claim again at once
     bool has_external;       // a subscription has an external sink (the sink worker's)
     bool dispatched_external;// deliveries were made for such a subscription
     TimestampTz next_due;    // when the next event becomes due (a retry, a delivery

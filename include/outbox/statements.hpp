@@ -22,10 +22,12 @@ enum class Stmt : int {
     Claim,              // + $6 lease secs, $7 owner, $8 max_retries
                         //   -> claim columns + handed_out
     ClaimXact,          // -> claim columns + expired (an active event: reclaim it first)
-    DispatchClaim,      // -> id, type, expired, keyed (has an ordering key)
+    DispatchClaim,      // + $5 subscriptions -> id, type, expired, keyed (has an ordering key),
+                        //   blocked (an earlier delivery of its key unsettled), whole row
     Dispatch,           // $1 event ids, $2 delivery event ids, $3 delivery subscriptions
     SqlDeliveryClaim,   // $1 limit, $2 subscriptions -> event_id, subscription, attempts,
                         //   last_error, next_retry_at, whole event row (composite)
+    ArchiveDelivered,   // $1 event ids, $2 delivery event ids, $3 delivery subscriptions, $4 started_on
     CompleteDeliveries, // $1 event ids, $2 subscriptions, $3 started_on
     FailDelivery,       // $1 event id, $2 subscription, $3 status, $4 error, $5 available_at,
                         //   $6 next_retry_at
