@@ -188,15 +188,16 @@ dispatch_patterns(const Subscription *subs, int n)
     return type_patterns_arg(construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT));
 }
 
-// The names of the SQL subscriptions whose deliveries the relay makes now
-// (not paused); null when there are none.
+// The names of the subscriptions: all of them, or (`active_sql`) the SQL
+// ones whose deliveries the relay makes now (not paused); null when there
+// are none.
 ArrayType *
-active_names(const Subscription *subs, int n)
+subscription_names(const Subscription *subs, int n, bool active_sql)
 {
     Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (!subs[i].paused && !subs[i].external)
+        if (!active_sql || (!subs[i].paused && !subs[i].external))
             elems[k++] = CStringGetTextDatum(subs[i].name);
     return k == 0 ? nullptr : construct_array(elems, k, TEXTOID, -1, false, TYPALIGN_INT);
 }
@@ -511,16 +512,6 @@ next_due(ArrayType *names)
     return isnull ? 0 : DatumGetTimestampTz(d);
 }
 
-// The names of all subscriptions (for the dispatch claim's ordering check).
-ArrayType *
-all_names(const Subscription *subs, int n)
-{
-    Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * (n > 0 ? n : 1)));
-    for (int i = 0; i < n; i++)
-        elems[i] = CStringGetTextDatum(subs[i].name);
-    return construct_array(elems, n, TEXTOID, -1, false, TYPALIGN_INT);
-}
-
 // Hand the events `ids` to their subscriptions: a delivery row for each pair
 // (pair_ids[i], pair_subs[i]), the events marked dispatched.
 void
@@ -609,7 +600,7 @@ dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *
     if (patterns == nullptr)
         return 0;
     Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(patterns), (Datum) 0, (Datum) 0,
-                       PointerGetDatum(all_names(subs, nsubs))};
+                       PointerGetDatum(subscription_names(subs, nsubs, false))};
     char nulls[6] = {' ', ' ', 'n', 'n', ' ', '\0'};  // nothing to leave alone, no ids to skip
     run(Stmt::DispatchClaim, values, nulls);
     int claimed = static_cast<int>(SPI_processed);
@@ -789,7 +780,7 @@ relay_batch(int batch_size, BatchResult *out)
 
     // Used after spi_end too (next_due): in the caller's context, not SPI's.
     MemoryContext old = MemoryContextSwitchTo(cxt);
-    ArrayType *names = active_names(subs, nsubs);
+    ArrayType *names = subscription_names(subs, nsubs, true);
     MemoryContextSwitchTo(old);
     int claimed = 0;
     if (names != nullptr) {

@@ -37,14 +37,7 @@ my $r = start_receiver();
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 
-sub endpoint
-{
-	my ($name, $path, $cfg, $extra) = @_;
-	my $secret = sql("SELECT outbox_create_endpoint('$name', '" . receiver_url($r, $path) . "'"
-		  . ($extra ? ", $extra" : '') . ")");
-	receiver_config($r, $path, { secrets => [$secret], %{ $cfg // {} } });
-	return $secret;
-}
+sub endpoint { return create_endpoint($node, $r, @_); }
 
 sub pct
 {

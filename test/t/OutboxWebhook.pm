@@ -20,7 +20,7 @@ use Exporter 'import';
 use OutboxTest;
 
 our @EXPORT = qw(webhook_node sink_pid start_receiver stop_receiver receiver_config receiver_stats
-  receiver_records receiver_url wait_until start_capture capture_requests sqlstate_of);
+  receiver_records receiver_url create_endpoint wait_until start_capture capture_requests sqlstate_of);
 
 # ---- Webhooks: the sink worker and the test receiver (test/webhook) ----
 
@@ -132,6 +132,18 @@ sub receiver_url
 {
 	my ($r, $path) = @_;
 	return "http://127.0.0.1:$r->{port}$path";
+}
+
+# An endpoint $name on the receiver's $path (extra arguments of
+# outbox_create_endpoint in $extra, SQL text), the receiver told its secret
+# and the config $cfg for the path; returns the secret.
+sub create_endpoint
+{
+	my ($node, $r, $name, $path, $cfg, $extra) = @_;
+	my $secret = $node->safe_psql('postgres', "SELECT outbox_create_endpoint('$name', '"
+		  . receiver_url($r, $path) . "'" . ($extra ? ", $extra" : '') . ")");
+	receiver_config($r, $path, { secrets => [$secret], %{ $cfg // {} } });
+	return $secret;
 }
 
 sub _receiver_call
