@@ -116,10 +116,13 @@ const systems = {
     },
 
     // The background worker (relay) with a no-op SQL subscription. The relay
-    // runs all along; the subscription is paused while the events are
-    // published (they wait in outbox_events), and the clock runs from its
-    // resumption until outbox_events is empty. One relay worker per database,
-    // so --consumers does not apply.
+    // runs all along; the subscription is made once the events are published
+    // (until then no subscription matches them: they wait in outbox_events,
+    // not handed over), and the clock runs from its creation until
+    // outbox_events is empty. (A paused subscription would have the events
+    // handed over to it as they are published, and measure the drain of
+    // delivery rows instead.) One relay worker per database, so --consumers
+    // does not apply.
     worker: {
         async setRelay(db, on) {
             await db.query(`ALTER SYSTEM SET outbox.enabled = ${on ? 'on' : 'off'}`);
@@ -136,13 +139,11 @@ const systems = {
             }
             await db.query(`DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'`);
             await db.query('TRUNCATE outbox_events, outbox_events_archive');
-            await db.query(`SELECT outbox_subscribe('bench_noop', 'bench.*', 'bench_noop')`);
-            await db.query(`SELECT outbox_pause_subscription('bench_noop')`);
         },
         publish: null, // set below: same as outbox
         async drain(clients, db) {
             const before = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
-            await db.query(`SELECT outbox_resume_subscription('bench_noop')`);
+            await db.query(`SELECT outbox_subscribe('bench_noop', 'bench.*', 'bench_noop')`);
             const deadline = Date.now() + timeoutMs;
             for (;;) {
                 const r = await db.query('SELECT NOT EXISTS (SELECT FROM outbox_events) AS empty');

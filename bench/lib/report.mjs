@@ -181,8 +181,8 @@ if (!w2w.length && !w3.length) {
         const events = w2w[0].events;
         p('### W2 by the background worker (relay)');
         p();
-        p(`${fmt(events)} events published while the relay's subscription is paused, then the subscription (\`bench.*\`, a`);
-        p('no-op SQL handler `bench_noop(outbox_events)`) is resumed; the clock runs until `outbox_events` is empty.');
+        p(`${fmt(events)} events published while no subscription matches them, then the subscription (\`bench.*\`, a`);
+        p('no-op SQL handler `bench_noop(outbox_events)`) is made; the clock runs until `outbox_events` is empty.');
         p('The relay is one worker per database; it is compared, interleaved in the same rounds, with the raw-SQL');
         p('floor and the SQL claim/complete API, each with 1 consumer. Exactly-once is checked on the archive');
         p('(every event archived once, the relay\'s own delivered counter equal to the number of events).');
