@@ -599,9 +599,19 @@ dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *
     ArrayType *patterns = dispatch_patterns(subs, nsubs);
     if (patterns == nullptr)
         return 0;
-    Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(patterns), (Datum) 0, (Datum) 0,
+    // The events this batch took directly are still undispatched, and its
+    // own row locks do not make SKIP LOCKED skip them: a later claim of the
+    // batch skips them by id.
+    Datum skip = (Datum) 0;
+    if (taken->ndirect > 0) {
+        Datum *ids = static_cast<Datum *>(palloc(sizeof(Datum) * taken->ndirect));
+        for (int i = 0; i < taken->ndirect; i++)
+            ids[i] = UUIDPGetDatum(&taken->direct[i].id);
+        skip = PointerGetDatum(construct_array(ids, taken->ndirect, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+    }
+    Datum values[5] = {Int32GetDatum(batch_size), PointerGetDatum(patterns), (Datum) 0, skip,
                        PointerGetDatum(subscription_names(subs, nsubs, false))};
-    char nulls[6] = {' ', ' ', 'n', 'n', ' ', '\0'};  // nothing to leave alone, no ids to skip
+    char nulls[6] = {' ', ' ', 'n', skip == (Datum) 0 ? 'n' : ' ', ' ', '\0'};  // nothing to leave alone
     run(Stmt::DispatchClaim, values, nulls);
     int claimed = static_cast<int>(SPI_processed);
     if (claimed == 0)

@@ -100,5 +100,24 @@ wait_for_relay($node, 'postgres', "SELECT count(*) FROM outbox_events_archive WH
 	'resumed, b handles it and the event is archived');
 is(sql("SELECT count(*) || ' ' || count(DISTINCT (sub, event_id)) FROM seen"), '2 2', 'each effect once');
 
+# ---- One claim with both: a keyed event handed over and events taken directly ----
+# Handing a keyed event over makes the batch claim again (the next of its key
+# may be claimable now); that claim must not take the direct ones again.
+sql("TRUNCATE seen; SELECT outbox_subscribe('p', 'mix.*', 'handler_a'); SELECT outbox_pause_subscription('p')");
+sql(q{BEGIN;
+	SELECT outbox_publish('mix.k', '{"n": 1}', ordering_key => 'mk');
+	SELECT count(outbox_publish('d.mixed', jsonb_build_object('n', i))) FROM generate_series(1, 10) i;
+	COMMIT;});
+wait_for_relay($node, 'postgres', "SELECT count(*) FROM outbox_events_archive WHERE type = 'd.mixed'", 10,
+	'the ten direct events of the batch are archived');
+is(sql("SELECT count(*) || ' ' || count(DISTINCT (sub, event_id)) FROM seen"), '20 20',
+	'each handler ran once for each of them');
+is(sql("SELECT string_agg(d.status || ' ' || coalesce(e.type, 'archived'), ',')
+           FROM outbox_deliveries d LEFT JOIN outbox_events e ON e.id = d.event_id"),
+	'created mix.k', 'the keyed event waits for the paused subscription; no other delivery row exists');
+sql("SELECT outbox_unsubscribe('p')");
+unlike(slurp_file($node->logfile), qr/ERROR:[^\n]*(outbox relay|delivered in the batch)/,
+	'no relay batch failed');
+
 $node->stop;
 done_testing();
