@@ -127,14 +127,14 @@ struct DirectEvent {
 };
 
 // What dispatch() took: events handed over, and events to deliver directly
-// with their deliveries (in the caller's context).
+// with their deliveries (in the caller's context; room for the batch's
+// events, and for each of them a delivery per active SQL subscription).
 struct Taken {
     int events;            // handed over or taken directly
     DirectEvent *direct;
     int ndirect;
     Delivery *ds;          // the direct events' deliveries, event after event
     int nds;
-    int capacity;          // of direct and ds: events, and events x subscriptions
     bool direct_keyed;     // a direct event has an ordering key: the next of the key may wait
 };
 
@@ -576,7 +576,6 @@ dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, 
         if (!subs[i].paused && !subs[i].external)
             active++;
     if (direct != nullptr && active > 0) {
-        taken->capacity = batch_size;
         taken->direct = static_cast<DirectEvent *>(MemoryContextAllocZero(direct, sizeof(DirectEvent) * batch_size));
         taken->ds = static_cast<Delivery *>(
             MemoryContextAllocZero(direct, sizeof(Delivery) * static_cast<Size>(batch_size) * active));
