@@ -836,3 +836,170 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_endpoint_stats()
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_endpoint_stats() TO pg_monitor;
+
+-- ============================================================================
+-- 6. Metrics: what an operator watches, scrapes and alerts on
+-- ============================================================================
+
+-- The counters of this database in shared memory (metrics.cpp): one row per
+-- subscription and consumer name seen, and the total. Empty when the library
+-- is not preloaded.
+CREATE FUNCTION @extschema@._outbox_metric_counters(
+    OUT kind           text,
+    OUT name           text,
+    OUT delivered      bigint,
+    OUT failed         bigint,
+    OUT retried        bigint,
+    OUT reclaimed      bigint,
+    OUT lag_p50        double precision,
+    OUT lag_p99        double precision,
+    OUT lag_max        double precision,
+    OUT lag_recent     bigint,
+    OUT lag_bounds     double precision[],
+    OUT lag_buckets    bigint[],
+    OUT lag_sum        double precision,
+    OUT lag_count      bigint,
+    OUT since          timestamptz,
+    OUT dropped        bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', '_outbox_metric_counters'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+-- One row per subscription, per consumer name seen by outbox_claim() and
+-- outbox_claim_xact() (name NULL: claims without a name), and the total:
+-- what waits (due now, scheduled for later), what is in flight, what failed
+-- and how old the oldest due item is, from the tables; what was delivered,
+-- failed for good, retried and reclaimed since counters_since, and the
+-- commit-to-delivery lag (from the event's created_on to the delivery
+-- settled) of the last minute and as a histogram, from shared memory.
+CREATE FUNCTION @extschema@.outbox_metrics()
+RETURNS TABLE (
+    database                   text,
+    kind                       text,
+    name                       text,
+    sink                       text,
+    paused                     boolean,
+    endpoint                   text,
+    endpoint_state             text,
+    pending                    bigint,
+    due                        bigint,
+    scheduled                  bigint,
+    in_flight                  bigint,
+    failed                     bigint,
+    oldest_pending_age_seconds double precision,
+    delivered_total            bigint,
+    failed_total               bigint,
+    retried_total              bigint,
+    reclaimed_total            bigint,
+    lag_p50_seconds            double precision,
+    lag_p99_seconds            double precision,
+    lag_max_seconds            double precision,
+    lag_seconds                double precision[],
+    lag_seconds_bucket         bigint[],
+    lag_seconds_sum            double precision,
+    lag_seconds_count          bigint,
+    counters_since             timestamptz,
+    counters_dropped           bigint)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH c AS (SELECT * FROM @extschema@._outbox_metric_counters()),
+    subs AS (
+        SELECT s.name, s.sink, s.paused, s.endpoint,
+               -- The subscription's pattern as LIKE matches it (patterns.hpp).
+               replace(replace(replace(replace(s.event_type, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%') AS pattern
+          FROM @extschema@.outbox_subscriptions s),
+    -- Events not handed over yet, for each subscription whose pattern they
+    -- match (the relay hands them over, or delivers them, soon).
+    waiting AS (
+        SELECT s.name,
+               count(*) FILTER (WHERE e.available_at <= now()) AS due,
+               count(*) FILTER (WHERE e.available_at > now()) AS scheduled,
+               min(e.available_at) FILTER (WHERE e.available_at <= now()) AS oldest
+          FROM subs s JOIN @extschema@.outbox_events e ON e.type LIKE s.pattern
+         WHERE e.status = 'created' AND e.dispatched_at IS NULL
+         GROUP BY s.name),
+    deliveries AS (
+        SELECT d.subscription AS name,
+               count(*) FILTER (WHERE d.status = 'created' AND d.available_at <= now()) AS due,
+               count(*) FILTER (WHERE d.status = 'created' AND d.available_at > now()) AS scheduled,
+               count(*) FILTER (WHERE d.status = 'active') AS in_flight,
+               count(*) FILTER (WHERE d.status = 'failed') AS failed,
+               min(d.available_at) FILTER (WHERE d.status = 'created' AND d.available_at <= now()) AS oldest
+          FROM @extschema@.outbox_deliveries d
+         WHERE d.completed_on IS NULL
+         GROUP BY d.subscription),
+    -- Events held by consumers' leases, per consumer.
+    held AS (
+        SELECT e.lease_owner AS name, count(*) AS in_flight
+          FROM @extschema@.outbox_events e
+         WHERE e.status = 'active' AND e.dispatched_at IS NULL
+         GROUP BY e.lease_owner),
+    consumers AS (
+        SELECT c.name FROM c WHERE c.kind = 'consumer'
+        UNION
+        SELECT h.name FROM held h),
+    events AS (
+        SELECT count(*) FILTER (WHERE e.status = 'created' AND e.available_at <= now()) AS due,
+               count(*) FILTER (WHERE e.status = 'created' AND e.available_at > now()) AS scheduled,
+               count(*) FILTER (WHERE e.status = 'active') AS in_flight,
+               count(*) FILTER (WHERE e.status = 'failed') AS failed,
+               min(e.available_at) FILTER (WHERE e.status = 'created' AND e.available_at <= now()) AS oldest
+          FROM @extschema@.outbox_events e),
+    rows AS (
+        SELECT 'subscription' AS kind, s.name, s.sink, s.paused, s.endpoint,
+               CASE WHEN s.endpoint IS NULL THEN NULL
+                    WHEN en.state <> 'enabled' THEN en.state
+                    WHEN en.breaker_open_until IS NULL THEN 'enabled'
+                    WHEN en.breaker_open_until > now() THEN 'breaker open'
+                    ELSE 'breaker half-open' END AS endpoint_state,
+               coalesce(w.due, 0) + coalesce(d.due, 0) AS due,
+               coalesce(w.scheduled, 0) + coalesce(d.scheduled, 0) AS scheduled,
+               coalesce(d.in_flight, 0) AS in_flight,
+               coalesce(d.failed, 0) AS failed,
+               least(w.oldest, d.oldest) AS oldest
+          FROM subs s
+          LEFT JOIN waiting w ON w.name = s.name
+          LEFT JOIN deliveries d ON d.name = s.name
+          LEFT JOIN @extschema@.outbox_endpoints en ON en.name = s.endpoint
+        UNION ALL
+        SELECT 'consumer', k.name, NULL, NULL, NULL, NULL, NULL, NULL, coalesce(h.in_flight, 0), NULL, NULL
+          FROM consumers k LEFT JOIN held h ON h.name IS NOT DISTINCT FROM k.name
+        UNION ALL
+        SELECT 'total', NULL, NULL, NULL, NULL, NULL,
+               ev.due + coalesce((SELECT sum(d.due) FROM deliveries d), 0),
+               ev.scheduled + coalesce((SELECT sum(d.scheduled) FROM deliveries d), 0),
+               ev.in_flight, ev.failed + coalesce((SELECT sum(d.failed) FROM deliveries d), 0),
+               least(ev.oldest, (SELECT min(d.oldest) FROM deliveries d))
+          FROM events ev)
+    SELECT current_database()::text, r.kind, r.name, r.sink, r.paused, r.endpoint, r.endpoint_state,
+           r.due + r.scheduled, r.due, r.scheduled, r.in_flight, r.failed,
+           extract(epoch FROM now() - r.oldest)::double precision,
+           coalesce(c.delivered, 0), coalesce(c.failed, 0), coalesce(c.retried, 0), coalesce(c.reclaimed, 0),
+           c.lag_p50, c.lag_p99, c.lag_max,
+           coalesce(c.lag_bounds, (SELECT b.lag_bounds FROM c b LIMIT 1)),
+           c.lag_buckets, coalesce(c.lag_sum, 0), coalesce(c.lag_count, 0),
+           c.since, c.dropped
+      FROM rows r
+      LEFT JOIN c ON c.kind = r.kind AND c.name IS NOT DISTINCT FROM r.name
+     ORDER BY CASE r.kind WHEN 'subscription' THEN 1 WHEN 'consumer' THEN 2 ELSE 3 END, r.name
+$$;
+
+COMMENT ON FUNCTION @extschema@.outbox_metrics() IS
+    'Per subscription, per consumer name and in total: pending (due now + scheduled), in flight, failed, oldest pending age; delivered, failed, retried and reclaimed counts; commit-to-delivery lag p50/p99/max over the last minute and as a histogram; each endpoint''s state.';
+
+CREATE FUNCTION @extschema@.outbox_metrics_reset()
+RETURNS integer
+AS 'MODULE_PATHNAME', 'outbox_metrics_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+COMMENT ON FUNCTION @extschema@.outbox_metrics_reset() IS
+    'Set this database''s delivery counters and lag histograms back to zero; returns how many names were cleared.';
+
+REVOKE ALL ON FUNCTION
+    @extschema@._outbox_metric_counters(),
+    @extschema@.outbox_metrics(),
+    @extschema@.outbox_metrics_reset()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_metrics(), @extschema@.outbox_metrics_reset() TO outbox_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_metrics() TO pg_monitor;

@@ -10,6 +10,7 @@
 // reclaimed by a second statement, run only when it met any. See the "claim",
 // "claim xact" and "reclaim xact" statements in statements.cpp.
 #include "outbox/pg.hpp"
+#include "outbox/metrics.hpp"
 #include "outbox/args.hpp"
 #include "outbox/claim.hpp"
 #include "outbox/errcodes.hpp"
@@ -66,6 +67,13 @@ reclaim_met_expired(SPITupleTable *claim, int n, int expired_col)
         bool isnull;
         int64 ord = DatumGetInt64(SPI_getbinval(tup, out.desc, 1, &isnull));
         bool handed_out = DatumGetBool(SPI_getbinval(tup, out.desc, 2, &isnull));
+        // The consumer whose lease expired (the row keeps its name).
+        Datum row = SPI_getbinval(tup, out.desc, 4, &isnull);
+        Datum owner = isnull ? (Datum) 0 : GetAttributeByName(DatumGetHeapTupleHeader(row), "lease_owner", &isnull);
+        const char *consumer = isnull ? nullptr : TextDatumGetCString(owner);
+        metric_count(MetricKind::Consumer, consumer, MetricCount::Reclaimed);
+        if (!handed_out)
+            metric_count(MetricKind::Consumer, consumer, MetricCount::Failed);
         if (handed_out && ord >= 1 && ord <= k)
             out.rows[pos[ord - 1]] = tup;
     }
@@ -140,20 +148,30 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         SPITupleTable *tt = SPI_tuptable;
         uint64 got = SPI_processed;
         // The arrays above are sized for these widths: check, never overrun.
-        if (tt->tupdesc->natts != kCols + 1 || rsinfo->setDesc->natts != kCols)
+        // The claim with a lease adds two: whether the event was an expired
+        // lease, and whose (for the metrics).
+        int width = xact ? kCols + 1 : kCols + 3;
+        if (tt->tupdesc->natts != width || rsinfo->setDesc->natts != kCols)
             ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                             errmsg("outbox: claim returned %d columns for a result of %d, expected %d and %d",
-                                   tt->tupdesc->natts, rsinfo->setDesc->natts, kCols + 1, kCols),
+                                   tt->tupdesc->natts, rsinfo->setDesc->natts, width, kCols),
                             errhint("The extension's SQL objects and its library do not match: run ALTER EXTENSION outbox UPDATE.")));
         ReclaimedRows reclaimed = {nullptr, nullptr};
         if (xact)
             reclaimed = reclaim_met_expired(tt, static_cast<int>(got), kCols + 1);
         bool met_exhausted = false;
         for (uint64 r = 0; r < got; r++) {
-            Datum row[kCols + 1];
-            bool isnull[kCols + 1];
+            Datum row[kCols + 3];
+            bool isnull[kCols + 3];
             heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
             bool flag = !isnull[kCols] && DatumGetBool(row[kCols]);
+            if (!xact && !isnull[kCols + 1] && DatumGetBool(row[kCols + 1])) {
+                // An expired lease, taken back: counted for the consumer that held it.
+                const char *prior = isnull[kCols + 2] ? nullptr : TextDatumGetCString(row[kCols + 2]);
+                metric_count(MetricKind::Consumer, prior, MetricCount::Reclaimed);
+                if (!flag)
+                    metric_count(MetricKind::Consumer, prior, MetricCount::Failed);
+            }
             HeapTuple re = (xact && flag && reclaimed.rows != nullptr) ? reclaimed.rows[r] : nullptr;
             if (xact ? (flag && re == nullptr) : !flag) {
                 met_exhausted = true;  // an expired lease out of attempts: failed, not handed out

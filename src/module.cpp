@@ -4,6 +4,7 @@
 #include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/launcher.hpp"
+#include "outbox/metrics.hpp"
 #include "outbox/settings.hpp"
 #include "outbox/shmem.hpp"
 #include "outbox/wakeup.hpp"
@@ -30,6 +31,7 @@ init_module()
     register_extension_invalidation();
     register_wakeup_callback();
     register_xact_claims_callback();
+    register_metrics_callbacks();
     // The relay (shared memory, launcher) exists only when preloaded; the SQL
     // API works without it, and what needs it says so.
     if (process_shared_preload_libraries_in_progress) {

@@ -22,6 +22,7 @@
 // in a new subtransaction. The claim's row locks last until the batch
 // commits, so nobody else can touch the batch's deliveries meanwhile.
 #include "outbox/pg.hpp"
+#include "outbox/metrics.hpp"
 #include "outbox/claim.hpp"
 #include "outbox/deliveries.hpp"
 #include "outbox/extension.hpp"
@@ -363,6 +364,7 @@ record_failure(const Delivery *d, const Subscription *subs, Taken *taken, const 
         return;
     if (hand)
         taken->direct[d->direct].handed_over = true;
+    metric_count(MetricKind::Subscription, sub->name, failed ? MetricCount::Failed : MetricCount::Retried);
     char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&d->id))));
     copy_message(out->last_error, kLastErrorLen, psprintf("event %s (%s): %s", id, d->type, error));
     uint64 others;
@@ -453,6 +455,16 @@ settle_delivered(const Delivery *ds, const bool *done, int n, const Subscription
                  nwhole - static_cast<int>(SPI_processed), nwhole);
     }
     spi_end();
+    // Counted when the batch commits.
+    TimestampTz now = GetCurrentTimestamp();
+    for (int i = 0; i < n; i++) {
+        if (!done[i])
+            continue;
+        bool isnull;
+        Datum created = GetAttributeByName(DatumGetHeapTupleHeader(ds[i].row), "created_on", &isnull);
+        metric_delivered(MetricKind::Subscription, subs[ds[i].sub].name, isnull ? now : DatumGetTimestampTz(created),
+                         now);
+    }
 }
 
 // The event row as the handler sees it, with the delivery's own state:
@@ -972,6 +984,9 @@ charge_interrupted_delivery(const InflightNote *note)
         bool isnull;
         int attempts = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
         status = fail_delivery(&id, note->subscription, attempts, error, &next);
+        metric_count(MetricKind::Subscription, note->subscription, MetricCount::Reclaimed);
+        metric_count(MetricKind::Subscription, note->subscription,
+                     strcmp(status, "failed") == 0 ? MetricCount::Failed : MetricCount::Retried);
     }
     spi_end();
     end_relay_work(save_user, save_sec);
@@ -1002,8 +1017,14 @@ reclaim_expired(int *failed_out)
     int n = static_cast<int>(SPI_processed);
     for (int i = 0; i < n; i++) {
         bool isnull;
-        if (DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull)))
+        bool failed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+        Datum owner = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+        const char *consumer = isnull ? nullptr : TextDatumGetCString(owner);
+        metric_count(MetricKind::Consumer, consumer, MetricCount::Reclaimed);
+        if (failed) {
+            metric_count(MetricKind::Consumer, consumer, MetricCount::Failed);
             (*failed_out)++;
+        }
     }
     spi_end();
     end_relay_work(save_user, save_sec);
@@ -1011,6 +1032,45 @@ reclaim_expired(int *failed_out)
         ereport(LOG, (errmsg("outbox relay: took back %d events whose lease expired (%d of them failed for good)",
                              n, *failed_out)));
     return n;
+}
+
+namespace {
+bool backlog_warned = false;  // the last check found the backlog too old
+}
+
+void
+check_backlog(const char *dbname)
+{
+    if (guc_backlog_warning_age_s <= 0) {
+        backlog_warned = false;
+        return;
+    }
+    Oid save_user;
+    int save_sec;
+    if (!begin_relay_work(&save_user, &save_sec))
+        return;
+    spi_begin();
+    run(Stmt::BacklogAge, nullptr, nullptr, true, 1);
+    bool isnull = true;
+    double age = 0;
+    if (SPI_processed == 1) {
+        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+        age = isnull ? 0 : DatumGetFloat8(d);
+    }
+    spi_end();
+    end_relay_work(save_user, save_sec);
+    bool old = !isnull && age > guc_backlog_warning_age_s;
+    if (old && !backlog_warned)
+        ereport(WARNING, (errmsg("outbox relay: the oldest pending event of database \"%s\" has waited %.0f s, "
+                                 "longer than outbox.backlog_warning_age (%d s)",
+                                 dbname, age, guc_backlog_warning_age_s),
+                          errhint("outbox_metrics() shows which subscription or consumer is behind, and "
+                                  "outbox_endpoint_stats() which endpoint is failing.")));
+    else if (!old && backlog_warned)
+        ereport(LOG, (errmsg("outbox relay: the backlog of database \"%s\" is back under "
+                             "outbox.backlog_warning_age (%d s)",
+                             dbname, guc_backlog_warning_age_s)));
+    backlog_warned = old;
 }
 
 int

@@ -41,6 +41,8 @@ int guc_webhook_breaker_failures = 5;
 int guc_webhook_disable_after_s = 5 * 86400;
 int guc_webhook_max_retry_after_s = 3600;
 int guc_max_databases = 16;
+int guc_metrics_max_names = 1000;
+int guc_backlog_warning_age_s = 300;
 
 namespace {
 
@@ -230,6 +232,13 @@ define_relay_settings()
         &guc_max_batch_duration_ms, 1000, 10, 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
+        "outbox.backlog_warning_age",
+        "Age of the oldest due event or delivery past which the relay logs a warning (0: never).",
+        "Logged once when the backlog gets older than this, and once when it is back under it; checked every "
+        "10 s. Events of paused subscriptions do not count.",
+        &guc_backlog_warning_age_s, 300, 0, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
+
+    DefineCustomIntVariable(
         "outbox.webhook_timeout",
         "Default timeout of one webhook request (outbox_create_endpoint(timeout => ...) sets an endpoint's own).",
         "From the moment the request is handed to the network to its whole answer; a request that takes longer "
@@ -276,6 +285,13 @@ define_relay_settings()
             "Most databases the relay can serve (sizes shared memory).",
             nullptr,
             &guc_max_databases, 16, 1, 1024, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
+
+        DefineCustomIntVariable(
+            "outbox.metrics_max_names",
+            "Most subscriptions and consumer names, over all databases, whose delivery metrics are kept "
+            "(sizes shared memory).",
+            "Counts for names beyond it reach only their database's total in outbox_metrics().",
+            &guc_metrics_max_names, 1000, 16, 100000, PGC_POSTMASTER, 0, nullptr, nullptr, nullptr);
     }
 }
 

@@ -16,6 +16,7 @@
 #include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/limits.hpp"
+#include "outbox/metrics.hpp"
 #include "outbox/settings.hpp"
 #include "outbox/settle.hpp"
 #include "outbox/spi.hpp"
@@ -124,6 +125,25 @@ run_on_leased(Stmt which, ArrayType *ids, int n, int64 token, const Datum *extra
     return n;
 }
 
+// The events a completion just archived (SPI_tuptable: id, lease_owner,
+// created_on), counted as delivered to their consumer.
+void
+count_completed()
+{
+    TimestampTz now = GetCurrentTimestamp();
+    for (uint64 r = 0; r < SPI_processed; r++) {
+        HeapTuple tup = SPI_tuptable->vals[r];
+        bool owner_null;
+        bool created_null;
+        Datum owner = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &owner_null);
+        Datum created = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &created_null);
+        if (created_null)
+            continue;
+        metric_delivered(MetricKind::Consumer, owner_null ? nullptr : TextDatumGetCString(owner),
+                         DatumGetTimestampTz(created), now);
+    }
+}
+
 } // namespace
 
 text *
@@ -154,18 +174,23 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     error = clip_error(error);
 
     Datum key[2] = {UUIDPGetDatum(id), Int64GetDatum(token)};
-    if (xact_claim_known(token, nullptr)) {
+    XactClaimInfo claim;
+    char *consumer = nullptr;  // for the metrics
+    bool isnull;
+    if (xact_claim_known(token, &claim)) {
         ArrayType *one = construct_array(key, 1, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR);
         xact_claim_check(one, token, "fail", true);
         run(Stmt::FailLockXact, key, nullptr, false, 1);
         if (SPI_processed != 1)
             elog(ERROR, "outbox: event held by this transaction's claim " INT64_FORMAT " is gone", token);
+        consumer = claim.consumer != nullptr ? text_to_cstring(claim.consumer) : nullptr;
     } else {
         run(Stmt::FailLock, key, nullptr, false, 1);
         if (SPI_processed != 1)
             raise_not_leased(id, token, "fail");
+        Datum owner = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull);
+        consumer = isnull ? nullptr : TextDatumGetCString(owner);
     }
-    bool isnull;
     int failures_before = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 
     TimestampTz now = GetCurrentStatementStartTimestamp();
@@ -181,6 +206,7 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
     if (give_up)
         nulls[4] = 'n';
     run(Stmt::Fail, values, nulls);
+    metric_count(MetricKind::Consumer, consumer, give_up ? MetricCount::Failed : MetricCount::Retried);
     if (next_out != nullptr)
         *next_out = give_up ? 0 : next;
     return status;
@@ -261,6 +287,7 @@ OUTBOX_SQL_FUNCTION(outbox_complete)
     spi_begin();
     if (!complete_xact(ids, n, token))
         run_on_leased(Stmt::Complete, ids, n, token, nullptr, nullptr, "complete");
+    count_completed();
     spi_end();
     PG_RETURN_INT32(n);
 }

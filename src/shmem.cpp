@@ -10,6 +10,7 @@
 #include "outbox/pg.hpp"
 #include "outbox/settings.hpp"
 #include "outbox/shmem.hpp"
+#include "outbox/metrics.hpp"
 
 extern "C" {
 #include "mb/pg_wchar.h"
@@ -92,6 +93,7 @@ shmem_request()
         prev_shmem_request_hook();
     RequestAddinShmemSpace(shared_size());
     RequestNamedLWLockTranche(kTrancheName, 1);
+    metrics_shmem_request();
 }
 
 void
@@ -110,6 +112,7 @@ shmem_startup()
         for (int i = 0; i < relay_shared->nslots; i++)
             reset_slot(&relay_shared->slots[i]);
     }
+    metrics_shmem_startup();
     LWLockRelease(AddinShmemInitLock);
 }
 

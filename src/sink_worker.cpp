@@ -23,6 +23,7 @@
 #include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/log_limit.hpp"
+#include "outbox/metrics.hpp"
 #include "outbox/relay.hpp"
 #include "outbox/settings.hpp"
 #include "outbox/settle.hpp"
@@ -85,6 +86,7 @@ struct Flight {
     char endpoint[kNameLen];
     int64 token;
     int attempts;  // counted at claim, this one included
+    TimestampTz created_on;  // the event's, for the lag metric
 };
 
 // A sink kind of this worker, made on first use.
@@ -132,6 +134,7 @@ sink_exit(int code, Datum arg)
     if (wait_fd >= 0)
         close(wait_fd);
     slot_sink_detach(DatumGetInt32(arg));
+    ereport(LOG, (errmsg("outbox sink stopped for database \"%s\"", my_dbname)));
 }
 
 Sink *
@@ -310,6 +313,14 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
         if (reclaim) {
             Datum args[3] = {Int32GetDatum(guc_max_retries), PointerGetDatum(names), BoolGetDatum(all)};
             run(Stmt::SinkReclaim, args, nullptr);
+            for (uint64 r = 0; r < SPI_processed; r++) {
+                bool isnull;
+                bool failed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+                char *sub = text_col(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2);
+                metric_count(MetricKind::Subscription, sub, MetricCount::Reclaimed);
+                if (failed)
+                    metric_count(MetricKind::Subscription, sub, MetricCount::Failed);
+            }
             if (SPI_processed > 0)
                 ereport(LOG, (errmsg("outbox sink: took back %llu deliveries whose attempt was not settled",
                                      static_cast<unsigned long long>(SPI_processed))));
@@ -357,6 +368,7 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
                 strlcpy(fl.endpoint, t.endpoint, kNameLen);
                 fl.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
                 fl.token = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+                fl.created_on = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
                 in_flight++;
                 room--;
                 MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -506,6 +518,8 @@ settle_failure(const SinkResult &r, const Flight &fl, TimestampTz now)
     run(Stmt::SinkFailed, args, nulls);
     if (SPI_processed != 1)
         return false;
+    if (!gone)  // a 410 charges nothing: the delivery waits for the endpoint
+        metric_count(MetricKind::Subscription, fl.subscription, give_up ? MetricCount::Failed : MetricCount::Retried);
     if (give_up) {
         char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&fl.id))));
         ereport(WARNING, (errmsg("outbox sink: the delivery of event %s to subscription \"%s\" failed for good", id,
@@ -609,22 +623,24 @@ settle_in_txn(const SinkResult *results, int n)
             PointerGetDatum(construct_array(ok_tokens, nok, INT8OID, sizeof(int64), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE)),
             PointerGetDatum(construct_array(ok_codes, nok, INT4OID, sizeof(int32), true, TYPALIGN_INT))};
         run(Stmt::SinkDelivered, args, nullptr);
-        if (SPI_processed < static_cast<uint64>(nok)) {
-            // Some leases no longer hold their delivery: say which (rare).
-            for (int i = 0; i < n; i++) {
-                const Flight &fl = flights[results[i].tag];
-                if (results[i].outcome != SinkOutcome::Delivered)
-                    continue;
-                bool held = false;
-                for (uint64 t = 0; t < SPI_processed && !held; t++) {
-                    bool isnull;
-                    Datum id = SPI_getbinval(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 1, &isnull);
-                    char *sub = text_col(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 2);
-                    held = memcmp(DatumGetUUIDP(id), &fl.id, UUID_LEN) == 0 && strcmp(sub, fl.subscription) == 0;
-                }
-                if (!held)
-                    log_stale(fl);
+        bool all_held = SPI_processed == static_cast<uint64>(nok);
+        TimestampTz at = GetCurrentTimestamp();
+        for (int i = 0; i < n; i++) {
+            const Flight &fl = flights[results[i].tag];
+            if (results[i].outcome != SinkOutcome::Delivered)
+                continue;
+            // Some leases may no longer hold their delivery: say which (rare).
+            bool held = all_held;
+            for (uint64 t = 0; t < SPI_processed && !held; t++) {
+                bool isnull;
+                Datum id = SPI_getbinval(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 1, &isnull);
+                char *sub = text_col(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 2);
+                held = memcmp(DatumGetUUIDP(id), &fl.id, UUID_LEN) == 0 && strcmp(sub, fl.subscription) == 0;
             }
+            if (held)
+                metric_delivered(MetricKind::Subscription, fl.subscription, fl.created_on, at);
+            else
+                log_stale(fl);
         }
         if (SPI_processed > 0) {
             Datum *done = static_cast<Datum *>(palloc(sizeof(Datum) * SPI_processed));

@@ -86,7 +86,7 @@ namespace {
     "SELECT d.id, d.seq, d.type, d.payload, d.headers, d.ordering_key, 'completed', d.occurred_at," \
     " d.created_on, d.retry_count, d.last_error, " started_on ", statement_timestamp(), " lease_owner \
     " FROM done d "                                                                     \
-    "RETURNING id"
+    "RETURNING id, lease_owner, created_on"
 
 // The events $1 still held by the lease $2 (heartbeat, release, complete).
 #define HELD_BY_LEASE "e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active'"
@@ -111,7 +111,8 @@ constexpr Statement kStatements[] = {
     // due first, then publish order).
     {Stmt::Claim, "claim",
      "WITH cand AS ("
-     " SELECT e.id, e.available_at AS due, e.seq FROM @extschema@.outbox_events e"
+     " SELECT e.id, e.available_at AS due, e.seq, e.status = 'active' AS expired, e.lease_owner AS prior_owner"
+     " FROM @extschema@.outbox_events e"
      CLAIMABLE "), "
      "claimed AS ("
      "UPDATE @extschema@.outbox_events e SET"
@@ -133,7 +134,8 @@ constexpr Statement kStatements[] = {
      " WHERE e.id = ANY (ARRAY(SELECT id FROM cand)) "
      "RETURNING e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
      " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
-     "SELECT claimed.* FROM claimed JOIN cand ON cand.id = claimed.id ORDER BY cand.due, cand.seq",
+     "SELECT claimed.*, cand.expired, cand.prior_owner FROM claimed JOIN cand ON cand.id = claimed.id"
+     " ORDER BY cand.due, cand.seq",
      8, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID, INT4OID, TEXTOID, INT4OID},
      PlanChoice::Generic},
 
@@ -272,7 +274,7 @@ constexpr Statement kStatements[] = {
     // the attempt counts now (a delivery whose worker dies still uses up its
     // attempts). Per-key order: only the earliest delivery of a key not
     // settled is claimable, so one is in flight per key. Returns the event's
-    // JSON body as the sink sends it.
+    // JSON body as the sink sends it, and its created_on (for the lag metric).
     {Stmt::SinkClaim, "sink claim",
      "WITH cand AS ("
      " SELECT d.event_id FROM @extschema@.outbox_deliveries d"
@@ -292,7 +294,7 @@ constexpr Statement kStatements[] = {
      " RETURNING d.event_id, d.attempts, d.lease_token) "
      "SELECT c.event_id, c.attempts, c.lease_token,"
      " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
-     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text"
+     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text, e.created_on"
      " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
      3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Custom},
 
@@ -360,7 +362,7 @@ constexpr Statement kStatements[] = {
      " last_error = 'the attempt was not settled: the sink worker ended, or its lease ran out'"
      " WHERE d.status = 'active' AND d.subscription = ANY ($2)"
      "   AND (d.available_at <= statement_timestamp() OR $3)"
-     " RETURNING d.status = 'failed'",
+     " RETURNING d.status = 'failed', d.subscription",
      3, {INT4OID, TEXTARRAYOID, BOOLOID}, PlanChoice::Custom},
 
     // When the next delivery of the subscriptions $1 becomes due.
@@ -427,7 +429,7 @@ constexpr Statement kStatements[] = {
      2, {UUIDARRAYOID, INT8OID}, PlanChoice::Default},
 
     {Stmt::FailLock, "fail lock",
-     "SELECT e.retry_count FROM @extschema@.outbox_events e"
+     "SELECT e.retry_count, e.lease_owner FROM @extschema@.outbox_events e"
      " WHERE e.id = $1 AND e.lease_token = $2 AND e.status = 'active' FOR UPDATE",
      2, {UUIDOID, INT8OID}, PlanChoice::Default},
 
@@ -465,7 +467,7 @@ constexpr Statement kStatements[] = {
      " FOR UPDATE SKIP LOCKED) "
      RECLAIM
      " WHERE e.id = ANY (ARRAY(SELECT id FROM expired)) "
-     "RETURNING e.status = 'failed'",
+     "RETURNING e.status = 'failed', e.lease_owner",
      2, {INT4OID, INT4OID}, PlanChoice::Default},
 
     {Stmt::ArchiveMaintain, "archive maintain",
@@ -504,6 +506,21 @@ constexpr Statement kStatements[] = {
      " available_at = statement_timestamp(), next_retry_at = NULL"
      " WHERE e.id = ANY (ARRAY(SELECT id FROM held))",
      3, {INT4OID, UUIDARRAYOID, TEXTOID}, PlanChoice::Default},
+
+    // How long the oldest due event (not handed over, or waiting for a
+    // consumer) or due delivery has waited, in seconds; the deliveries of
+    // paused subscriptions and paused endpoints wait by an operator's choice
+    // and do not count.
+    {Stmt::BacklogAge, "backlog age",
+     "SELECT extract(epoch FROM statement_timestamp() - least("
+     " (SELECT min(e.available_at) FROM @extschema@.outbox_events e"
+     "   WHERE e.status = 'created' AND e.available_at <= statement_timestamp()),"
+     " (SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
+     "   JOIN @extschema@.outbox_subscriptions s ON s.name = d.subscription"
+     "   LEFT JOIN @extschema@.outbox_endpoints en ON en.name = s.endpoint"
+     "   WHERE d.status = 'created' AND d.completed_on IS NULL AND d.available_at <= statement_timestamp()"
+     "     AND NOT s.paused AND coalesce(en.state, '') <> 'paused')))::float8",
+     0, {}, PlanChoice::Default},
 };
 
 #undef CLAIMABLE_HELD_BY

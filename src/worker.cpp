@@ -45,11 +45,13 @@ constexpr int kMissingExtensionRecheckMs = 10000;
 constexpr int kUpkeepMaxIntervalMs = 5000;  // expired leases are looked for at least this often
 constexpr int64 kArchiveIntervalMs = 3600 * 1000;
 constexpr int64 kSweepIntervalMs = 60 * 1000;
+constexpr int64 kBacklogCheckIntervalMs = 10 * 1000;
 
 void
 worker_exit(int code, Datum arg)
 {
     slot_detach(DatumGetInt32(arg));
+    ereport(LOG, (errmsg("outbox relay stopped for database \"%s\"", my_dbname)));
 }
 
 long
@@ -74,6 +76,7 @@ worker_loop(int idx, const InflightNote *left)
     volatile TimestampTz next_upkeep = 0;
     volatile TimestampTz next_archive = 0;
     volatile TimestampTz next_sweep = 0;
+    volatile TimestampTz next_backlog_check = 0;
     volatile int error_backoff_ms = 0;
     volatile bool was_missing = false;
 
@@ -108,6 +111,10 @@ worker_loop(int idx, const InflightNote *left)
                 if (now >= next_sweep && !was_missing) {
                     next_sweep = TimestampTzPlusMilliseconds(now, kSweepIntervalMs);
                     (void) sweep_settled();
+                }
+                if (now >= next_backlog_check && !was_missing) {
+                    next_backlog_check = TimestampTzPlusMilliseconds(now, kBacklogCheckIntervalMs);
+                    check_backlog(my_dbname);
                 }
                 if (now >= next_upkeep && !was_missing) {
                     next_upkeep = TimestampTzPlusMilliseconds(

@@ -55,5 +55,9 @@ int reclaim_expired(int *failed_out);
 int sweep_settled();
 // Run outbox_archive_maintain(retention) (own transaction).
 void maintain_archive(int retention_minutes);
+// Log once when the oldest due event or delivery of the database gets older
+// than outbox.backlog_warning_age, and once when it is back under it (own
+// transaction).
+void check_backlog(const char *dbname);
 
 } // namespace outbox

@@ -35,6 +35,8 @@ extern int guc_webhook_breaker_failures;
 extern int guc_webhook_disable_after_s;
 extern int guc_webhook_max_retry_after_s;
 extern int guc_max_databases;          // PGC_POSTMASTER, only when preloaded
+extern int guc_metrics_max_names;      // PGC_POSTMASTER, only when preloaded
+extern int guc_backlog_warning_age_s;
 
 // From _PG_init: define them all and reserve the outbox. prefix.
 void define_settings();
