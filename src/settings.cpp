@@ -235,7 +235,7 @@ define_relay_settings()
         "outbox.backlog_warning_age",
         "Age of the oldest due event or delivery past which the relay logs a warning (0: never).",
         "Logged once when the backlog gets older than this, and once when it is back under it; checked every "
-        "10 s. Events of paused subscriptions do not count.",
+        "10 s (twice per warning age if that is shorter). Deliveries of paused subscriptions and endpoints do not count.",
         &guc_backlog_warning_age_s, 300, 0, 30 * 86400, PGC_SIGHUP, GUC_UNIT_S, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(

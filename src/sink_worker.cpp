@@ -473,7 +473,10 @@ endpoint_result(const char *endpoint, bool ok, bool gone, const char *error)
         return;
     char *state = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
     char *reason = text_col(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2);
-    if (state != nullptr && strcmp(state, "disabled") == 0 && (gone || reason != nullptr))
+    bool isnull;
+    Datum just = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3, &isnull);
+    // Said once: when this result disabled it (not at each later answer of an attempt already in flight).
+    if (state != nullptr && strcmp(state, "disabled") == 0 && !isnull && DatumGetBool(just))
         ereport(WARNING, (errmsg("outbox sink: endpoint \"%s\" is disabled: %s", endpoint, reason ? reason : "failing"),
                           errhint("Its deliveries wait; outbox_resume_endpoint() enables it again.")));
 }

@@ -349,7 +349,9 @@ constexpr Statement kStatements[] = {
      "   WHEN $6 OR e.failing_since < statement_timestamp() - make_interval(secs => $5) THEN statement_timestamp()"
      "   ELSE e.disabled_at END"
      " WHERE e.name = $1"
-     " RETURNING e.state, e.disabled_reason",
+     // just_disabled: by this statement (its subquery sees the row as it was before).
+     " RETURNING e.state, e.disabled_reason,"
+     "  e.state = 'disabled' AND (SELECT o.state FROM @extschema@.outbox_endpoints o WHERE o.name = e.name) = 'enabled'",
      6, {TEXTOID, BOOLOID, TEXTOID, INT4OID, FLOAT8OID, BOOLOID}, PlanChoice::Default},
 
     // Leases of the subscriptions $2 that ran out (or, $3, all of them: a

@@ -113,7 +113,10 @@ worker_loop(int idx, const InflightNote *left)
                     (void) sweep_settled();
                 }
                 if (now >= next_backlog_check && !was_missing) {
-                    next_backlog_check = TimestampTzPlusMilliseconds(now, kBacklogCheckIntervalMs);
+                    // Every 10 s, or twice per warning age if that is shorter (at most every second).
+                    int64 every = static_cast<int64>(guc_backlog_warning_age_s) * 500;
+                    every = every < 1000 ? 1000 : every > kBacklogCheckIntervalMs ? kBacklogCheckIntervalMs : every;
+                    next_backlog_check = TimestampTzPlusMilliseconds(now, every);
                     check_backlog(my_dbname);
                 }
                 if (now >= next_upkeep && !was_missing) {
