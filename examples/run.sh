@@ -2,7 +2,7 @@
 # Real clients against a real server, through PgBouncer in transaction pooling.
 #
 #   examples/run.sh [--quick] [--keep] [client ...]
-#       clients: node-postgres drizzle prisma psycopg knex kysely (default: all)
+#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm (default: all)
 #
 # Sets up a throwaway cluster (as the postgres user) with the extension
 # installed into a private copy of the PostgreSQL installation, puts PgBouncer
@@ -29,11 +29,11 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --keep) keep=1 ;;
     -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    node-postgres|drizzle|prisma|psycopg|knex|kysely) clients+=("$arg") ;;
+    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm) clients+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
-[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely)
+[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm)
 
 if [ "$(id -u)" = 0 ]; then
     # What the clients need from Debian (CI installs them too: .ci/run).
@@ -295,6 +295,9 @@ for client in "${clients[@]}"; do
         ;;
     kysely)
         npm_install kysely && typecheck kysely && run_client_test kysely "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        ;;
+    typeorm)
+        npm_install typeorm && typecheck typeorm && run_client_test typeorm "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
         ;;
     psycopg)
         if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
