@@ -2,13 +2,13 @@
 # Real clients against a real server, through PgBouncer in transaction pooling.
 #
 #   examples/run.sh [--quick] [--keep] [client ...]
-#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm (default: all)
+#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy (default: all)
 #
 # Sets up a throwaway cluster (as the postgres user) with the extension
 # installed into a private copy of the PostgreSQL installation, puts PgBouncer
 # (pool_mode = transaction) in front of it, installs each client from its
 # registry (npm ci from the committed package-lock.json; Debian's
-# python3-psycopg), runs each client's test and prints one line per check:
+# python3-psycopg, python3-sqlalchemy and python3-psycopg2), runs each client's test and prints one line per check:
 # "ok - client: description", "not ok - client: description", or
 # "skip - client: description (why)".
 #
@@ -29,16 +29,16 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --keep) keep=1 ;;
     -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm) clients+=("$arg") ;;
+    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm|sqlalchemy) clients+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
-[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm)
+[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy)
 
 if [ "$(id -u)" = 0 ]; then
     # What the clients need from Debian (CI installs them too: .ci/run).
     missing=()
-    for p in pgbouncer python3-psycopg; do
+    for p in pgbouncer python3-psycopg python3-sqlalchemy python3-psycopg2; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -306,6 +306,15 @@ for client in "${clients[@]}"; do
             run_client_test psycopg "/usr/bin/python3 test_outbox.py"
         else
             say "not ok - psycopg: python3-psycopg installed (apt-get install python3-psycopg)"
+        fi
+        ;;
+    sqlalchemy)
+        if /usr/bin/python3 -c 'import sqlalchemy, psycopg2' 2>/dev/null; then
+            ver=$(/usr/bin/python3 -c 'import sqlalchemy, psycopg2; print(sqlalchemy.__version__, "on psycopg2", psycopg2.__version__.split()[0])')
+            say "ok - sqlalchemy: SQLAlchemy $ver from Debian (python3-sqlalchemy, python3-psycopg2)"
+            run_client_test sqlalchemy "/usr/bin/python3 test_outbox.py"
+        else
+            say "not ok - sqlalchemy: python3-sqlalchemy and python3-psycopg2 installed (apt-get install python3-sqlalchemy python3-psycopg2)"
         fi
         ;;
     esac
