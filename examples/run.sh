@@ -2,7 +2,7 @@
 # Real clients against a real server, through PgBouncer in transaction pooling.
 #
 #   examples/run.sh [--quick] [--keep] [client ...]
-#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy (default: all)
+#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy tenants (default: all)
 #
 # Sets up a throwaway cluster (as the postgres user) with the extension
 # installed into a private copy of the PostgreSQL installation, puts PgBouncer
@@ -29,11 +29,11 @@ for arg in "$@"; do
     --quick) quick=1 ;;
     --keep) keep=1 ;;
     -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm|sqlalchemy) clients+=("$arg") ;;
+    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm|sqlalchemy|tenants) clients+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
-[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy)
+[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy tenants)
 
 if [ "$(id -u)" = 0 ]; then
     # What the clients need from Debian (CI installs them too: .ci/run).
@@ -123,6 +123,7 @@ EOF
 cat >"$data/pg_hba.conf" <<EOF
 local all postgres trust
 host  examples app,app_strict 127.0.0.1/32 scram-sha-256
+host  tenant_us,tenant_eu tenant_app 127.0.0.1/32 scram-sha-256
 EOF
 if ! "$PGBIN/pg_ctl" -D "$data" -l "$ex/postgresql.log" -w start >/dev/null; then
     tail -n 40 "$ex/postgresql.log"
@@ -142,11 +143,27 @@ if [ $? -ne 0 ]; then
 fi
 say "ok - setup: CREATE EXTENSION outbox, roles app and app_strict, business tables"
 
-# The relay (background worker), when this build has one: serve this database.
+# The tenant-per-database example: two more databases, one per tenant (region).
+served=examples
+if [[ " ${clients[*]} " == *" tenants "* ]]; then
+    for db in tenant_us tenant_eu; do
+        if ! { psql_su -d postgres -c "CREATE DATABASE $db" &&
+               psql_su -d $db -f "$here/tenants/setup.sql"; } >"$ex/setup-$db.log" 2>&1; then
+            cat "$ex/setup-$db.log"
+            say "not ok - tenants: create database $db (examples/tenants/setup.sql)"
+            echo "1 passed, 1 failed"
+            exit 1
+        fi
+    done
+    served=examples,tenant_us,tenant_eu
+    say "ok - setup: tenant databases tenant_us and tenant_eu (examples/tenants/setup.sql), role tenant_app"
+fi
+
+# The relay (background worker), when this build has one: serve these databases.
 has_relay=$(psql_su -d examples -Atc "SELECT count(*) FROM pg_settings WHERE name = 'outbox.databases'")
 if [ "$has_relay" = 1 ]; then
-    psql_su -d examples -c "ALTER SYSTEM SET outbox.databases = 'examples'" -c 'SELECT pg_reload_conf()' >/dev/null
-    echo "# the relay serves database examples (outbox.databases)"
+    psql_su -d examples -c "ALTER SYSTEM SET outbox.databases = '$served'" -c 'SELECT pg_reload_conf()' >/dev/null
+    echo "# the relay serves databases $served (outbox.databases)"
 else
     echo "# this build has no relay (no outbox.databases setting): worker delivery checks are skipped"
 fi
@@ -162,10 +179,13 @@ cat >"$ex/userlist.txt" <<'EOF'
 "app" "app-secret"
 "app_strict" "app-secret"
 "pgb_admin" "admin-secret"
+"tenant_app" "app-secret"
 EOF
 cat >"$ex/pgbouncer.ini" <<EOF
 [databases]
 examples = host=127.0.0.1 port=$pgport dbname=examples
+tenant_us = host=127.0.0.1 port=$pgport dbname=tenant_us
+tenant_eu = host=127.0.0.1 port=$pgport dbname=tenant_eu
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -205,6 +225,8 @@ fi
 # Every client connects through PgBouncer; nothing below uses the server port.
 export DATABASE_URL="postgresql://app:app-secret@127.0.0.1:$pgbport/examples"
 export DATABASE_URL_STRICT="postgresql://app_strict:app-secret@127.0.0.1:$pgbport/examples"
+export TENANT_US_URL="postgresql://tenant_app:app-secret@127.0.0.1:$pgbport/tenant_us"
+export TENANT_EU_URL="postgresql://tenant_app:app-secret@127.0.0.1:$pgbport/tenant_eu"
 export OUTBOX_EXAMPLES_QUICK=$quick
 export OUTBOX_EXAMPLES_DIR="$here"
 export PGBOUNCER_VERSION="$pgb_version"
@@ -295,6 +317,9 @@ for client in "${clients[@]}"; do
         ;;
     kysely)
         npm_install kysely && typecheck kysely && run_client_test kysely "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        ;;
+    tenants)
+        npm_install tenants && run_client_test tenants "node --test --test-reporter=tap --test-concurrency=1 test/*.test.js"
         ;;
     typeorm)
         npm_install typeorm && typecheck typeorm && run_client_test typeorm "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
