@@ -2,15 +2,18 @@
 # Real clients against a real server, through PgBouncer in transaction pooling.
 #
 #   examples/run.sh [--quick] [--keep] [client ...]
-#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy tenants (default: all)
+#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm
+#                sqlalchemy tenants prisma-next (default: all)
 #
 # Sets up a throwaway cluster (as the postgres user) with the extension
 # installed into a private copy of the PostgreSQL installation, puts PgBouncer
 # (pool_mode = transaction) in front of it, installs each client from its
 # registry (npm ci from the committed package-lock.json; Debian's
-# python3-psycopg, python3-sqlalchemy and python3-psycopg2), runs each client's test and prints one line per check:
-# "ok - client: description", "not ok - client: description", or
-# "skip - client: description (why)".
+# python3-psycopg, python3-sqlalchemy and python3-psycopg2), runs each
+# client's test and prints one line per check: "ok - client: description",
+# "not ok - client: description", or "skip - client: description (why)".
+# The tenants client gets two more databases (tenant_us, tenant_eu), served
+# by the relay with examples through one outbox.databases setting.
 #
 # Run as root it copies the tree to a work folder owned by postgres, builds
 # the extension there and re-runs itself as postgres. scripts/test.sh passes
@@ -28,12 +31,12 @@ for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm|sqlalchemy|tenants) clients+=("$arg") ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm|sqlalchemy|tenants|prisma-next) clients+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
-[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy tenants)
+[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy tenants prisma-next)
 
 if [ "$(id -u)" = 0 ]; then
     # What the clients need from Debian (CI installs them too: .ci/run).
@@ -317,6 +320,25 @@ for client in "${clients[@]}"; do
         ;;
     kysely)
         npm_install kysely && typecheck kysely && run_client_test kysely "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        ;;
+    prisma-next)
+        if npm_install prisma-next; then
+            # The emitted contract (generated/) is committed: emit it again,
+            # offline and without the CLI's telemetry, and compare.
+            emitted="$ex/prisma-next-emit"
+            rm -rf "$emitted"
+            if (cd "$here/prisma-next" && DO_NOT_TRACK=1 HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
+                    PRISMA_NEXT_EMIT_DIR="$emitted" timeout 120 node --import tsx node_modules/@prisma-next/cli/dist/cli.mjs \
+                    contract emit >"$ex/prisma-next.emit.log" 2>&1) &&
+               diff -r "$here/prisma-next/generated" "$emitted" >>"$ex/prisma-next.emit.log" 2>&1; then
+                say "ok - prisma-next: prisma-next contract emit (offline) reproduces the committed generated/ contract"
+            else
+                sed 's/^/# /' "$ex/prisma-next.emit.log" | tail -n 40
+                say "not ok - prisma-next: prisma-next contract emit reproduces the committed generated/ contract"
+            fi
+            typecheck prisma-next
+            run_client_test prisma-next "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        fi
         ;;
     tenants)
         npm_install tenants && run_client_test tenants "node --test --test-reporter=tap --test-concurrency=1 test/*.test.js"
