@@ -2,15 +2,18 @@
 # Real clients against a real server, through PgBouncer in transaction pooling.
 #
 #   examples/run.sh [--quick] [--keep] [client ...]
-#       clients: node-postgres drizzle prisma psycopg (default: all)
+#       clients: node-postgres drizzle prisma psycopg knex kysely typeorm
+#                sqlalchemy tenants prisma-next (default: all)
 #
 # Sets up a throwaway cluster (as the postgres user) with the extension
 # installed into a private copy of the PostgreSQL installation, puts PgBouncer
 # (pool_mode = transaction) in front of it, installs each client from its
 # registry (npm ci from the committed package-lock.json; Debian's
-# python3-psycopg), runs each client's test and prints one line per check:
-# "ok - client: description", "not ok - client: description", or
-# "skip - client: description (why)".
+# python3-psycopg, python3-sqlalchemy and python3-psycopg2), runs each
+# client's test and prints one line per check: "ok - client: description",
+# "not ok - client: description", or "skip - client: description (why)".
+# The tenants client gets two more databases (tenant_us, tenant_eu), served
+# by the relay with examples through one outbox.databases setting.
 #
 # Run as root it copies the tree to a work folder owned by postgres, builds
 # the extension there and re-runs itself as postgres. scripts/test.sh passes
@@ -28,17 +31,17 @@ for arg in "$@"; do
     case $arg in
     --quick) quick=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    node-postgres|drizzle|prisma|psycopg) clients+=("$arg") ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    node-postgres|drizzle|prisma|psycopg|knex|kysely|typeorm|sqlalchemy|tenants|prisma-next) clients+=("$arg") ;;
     *) echo "unknown argument: $arg" >&2; exit 2 ;;
     esac
 done
-[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg)
+[ ${#clients[@]} -gt 0 ] || clients=(node-postgres drizzle prisma psycopg knex kysely typeorm sqlalchemy tenants prisma-next)
 
 if [ "$(id -u)" = 0 ]; then
     # What the clients need from Debian (CI installs them too: .ci/run).
     missing=()
-    for p in pgbouncer python3-psycopg; do
+    for p in pgbouncer python3-psycopg python3-sqlalchemy python3-psycopg2; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ ${#missing[@]} -gt 0 ]; then
@@ -123,6 +126,7 @@ EOF
 cat >"$data/pg_hba.conf" <<EOF
 local all postgres trust
 host  examples app,app_strict 127.0.0.1/32 scram-sha-256
+host  tenant_us,tenant_eu tenant_app 127.0.0.1/32 scram-sha-256
 EOF
 if ! "$PGBIN/pg_ctl" -D "$data" -l "$ex/postgresql.log" -w start >/dev/null; then
     tail -n 40 "$ex/postgresql.log"
@@ -142,11 +146,27 @@ if [ $? -ne 0 ]; then
 fi
 say "ok - setup: CREATE EXTENSION outbox, roles app and app_strict, business tables"
 
-# The relay (background worker), when this build has one: serve this database.
+# The tenant-per-database example: two more databases, one per tenant (region).
+served=examples
+if [[ " ${clients[*]} " == *" tenants "* ]]; then
+    for db in tenant_us tenant_eu; do
+        if ! { psql_su -d postgres -c "CREATE DATABASE $db" &&
+               psql_su -d $db -f "$here/tenants/setup.sql"; } >"$ex/setup-$db.log" 2>&1; then
+            cat "$ex/setup-$db.log"
+            say "not ok - tenants: create database $db (examples/tenants/setup.sql)"
+            echo "1 passed, 1 failed"
+            exit 1
+        fi
+    done
+    served=examples,tenant_us,tenant_eu
+    say "ok - setup: tenant databases tenant_us and tenant_eu (examples/tenants/setup.sql), role tenant_app"
+fi
+
+# The relay (background worker), when this build has one: serve these databases.
 has_relay=$(psql_su -d examples -Atc "SELECT count(*) FROM pg_settings WHERE name = 'outbox.databases'")
 if [ "$has_relay" = 1 ]; then
-    psql_su -d examples -c "ALTER SYSTEM SET outbox.databases = 'examples'" -c 'SELECT pg_reload_conf()' >/dev/null
-    echo "# the relay serves database examples (outbox.databases)"
+    psql_su -d examples -c "ALTER SYSTEM SET outbox.databases = '$served'" -c 'SELECT pg_reload_conf()' >/dev/null
+    echo "# the relay serves databases $served (outbox.databases)"
 else
     echo "# this build has no relay (no outbox.databases setting): worker delivery checks are skipped"
 fi
@@ -162,10 +182,13 @@ cat >"$ex/userlist.txt" <<'EOF'
 "app" "app-secret"
 "app_strict" "app-secret"
 "pgb_admin" "admin-secret"
+"tenant_app" "app-secret"
 EOF
 cat >"$ex/pgbouncer.ini" <<EOF
 [databases]
 examples = host=127.0.0.1 port=$pgport dbname=examples
+tenant_us = host=127.0.0.1 port=$pgport dbname=tenant_us
+tenant_eu = host=127.0.0.1 port=$pgport dbname=tenant_eu
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -205,6 +228,8 @@ fi
 # Every client connects through PgBouncer; nothing below uses the server port.
 export DATABASE_URL="postgresql://app:app-secret@127.0.0.1:$pgbport/examples"
 export DATABASE_URL_STRICT="postgresql://app_strict:app-secret@127.0.0.1:$pgbport/examples"
+export TENANT_US_URL="postgresql://tenant_app:app-secret@127.0.0.1:$pgbport/tenant_us"
+export TENANT_EU_URL="postgresql://tenant_app:app-secret@127.0.0.1:$pgbport/tenant_eu"
 export OUTBOX_EXAMPLES_QUICK=$quick
 export OUTBOX_EXAMPLES_DIR="$here"
 export PGBOUNCER_VERSION="$pgb_version"
@@ -290,6 +315,37 @@ for client in "${clients[@]}"; do
             unset PRISMA_SCHEMA_ENGINE_BINARY HTTPS_PROXY HTTP_PROXY https_proxy http_proxy PRISMA_ENGINES_MIRROR
         fi
         ;;
+    knex)
+        npm_install knex && run_client_test knex "node --test --test-reporter=tap --test-concurrency=1 test/*.test.js"
+        ;;
+    kysely)
+        npm_install kysely && typecheck kysely && run_client_test kysely "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        ;;
+    prisma-next)
+        if npm_install prisma-next; then
+            # The emitted contract (generated/) is committed: emit it again,
+            # offline and without the CLI's telemetry, and compare.
+            emitted="$ex/prisma-next-emit"
+            rm -rf "$emitted"
+            if (cd "$here/prisma-next" && DO_NOT_TRACK=1 HTTPS_PROXY=http://127.0.0.1:9 HTTP_PROXY=http://127.0.0.1:9 \
+                    PRISMA_NEXT_EMIT_DIR="$emitted" timeout 120 node --import tsx node_modules/@prisma-next/cli/dist/cli.mjs \
+                    contract emit >"$ex/prisma-next.emit.log" 2>&1) &&
+               diff -r "$here/prisma-next/generated" "$emitted" >>"$ex/prisma-next.emit.log" 2>&1; then
+                say "ok - prisma-next: prisma-next contract emit (offline) reproduces the committed generated/ contract"
+            else
+                sed 's/^/# /' "$ex/prisma-next.emit.log" | tail -n 40
+                say "not ok - prisma-next: prisma-next contract emit reproduces the committed generated/ contract"
+            fi
+            typecheck prisma-next
+            run_client_test prisma-next "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        fi
+        ;;
+    tenants)
+        npm_install tenants && run_client_test tenants "node --test --test-reporter=tap --test-concurrency=1 test/*.test.js"
+        ;;
+    typeorm)
+        npm_install typeorm && typecheck typeorm && run_client_test typeorm "node --import tsx --test --test-reporter=tap --test-concurrency=1 test/*.test.ts"
+        ;;
     psycopg)
         if /usr/bin/python3 -c 'import psycopg' 2>/dev/null; then
             ver=$(/usr/bin/python3 -c 'import psycopg; print(psycopg.__version__)')
@@ -297,6 +353,15 @@ for client in "${clients[@]}"; do
             run_client_test psycopg "/usr/bin/python3 test_outbox.py"
         else
             say "not ok - psycopg: python3-psycopg installed (apt-get install python3-psycopg)"
+        fi
+        ;;
+    sqlalchemy)
+        if /usr/bin/python3 -c 'import sqlalchemy, psycopg2' 2>/dev/null; then
+            ver=$(/usr/bin/python3 -c 'import sqlalchemy, psycopg2; print(sqlalchemy.__version__, "on psycopg2", psycopg2.__version__.split()[0])')
+            say "ok - sqlalchemy: SQLAlchemy $ver from Debian (python3-sqlalchemy, python3-psycopg2)"
+            run_client_test sqlalchemy "/usr/bin/python3 test_outbox.py"
+        else
+            say "not ok - sqlalchemy: python3-sqlalchemy and python3-psycopg2 installed (apt-get install python3-sqlalchemy python3-psycopg2)"
         fi
         ;;
     esac
