@@ -2,9 +2,9 @@
 //
 // A hash table (dynahash in shared memory, like pg_stat_statements') keyed
 // by database, kind and name, under one LWLock of the named tranche "outbox
-// metrics": found under it shared, created and removed under it exclusive;
-// an entry's numbers under its own spinlock (no call, no allocation under
-// it). The lag histogram has fixed buckets (kBounds); besides the totals
+// metrics": found and updated under it shared, created and removed under it
+// exclusive; an entry's numbers also under its own spinlock (no call, no
+// allocation under either). The lag histogram has fixed buckets (kBounds); besides the totals
 // since the entry was made (what Prometheus takes), six slices of ten
 // seconds each give the last minute's p50, p99 and maximum.
 #include "outbox/pg.hpp"
@@ -169,28 +169,35 @@ add_locked(Entry *e, const Pending &p)
         s.max = p.max;
 }
 
-// The entry of `key`, made if missing (takes and releases the lock); null if
-// the table is full.
-Entry *
-entry_for(const Key &key, TimestampTz now)
+// Add `p` to the entry of `key` (made if missing): the entry is found and
+// updated under the lock (shared; exclusive to make it), so that a reset
+// cannot remove it meanwhile. False if the table is full.
+bool
+add_to(const Key &key, const Pending &p, uint64 dropped, TimestampTz now)
 {
     LWLockAcquire(shared->lock, LW_SHARED);
     Entry *e = static_cast<Entry *>(hash_search(table, &key, HASH_FIND, nullptr));
-    LWLockRelease(shared->lock);
-    if (e != nullptr)
-        return e;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    bool found;
-    // HASH_ENTER_NULL: a full table gives null, never an error (at commit).
-    e = static_cast<Entry *>(hash_search(table, &key, HASH_ENTER_NULL, &found));
-    if (e != nullptr && !found) {
-        SpinLockInit(&e->mutex);
-        e->since = now;
-        memset(&e->n, 0, sizeof e->n);
-        memset(e->slices, 0, sizeof e->slices);
+    if (e == nullptr) {
+        LWLockRelease(shared->lock);
+        LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+        bool found;
+        // HASH_ENTER_NULL: a full table gives null, never an error (at commit).
+        e = static_cast<Entry *>(hash_search(table, &key, HASH_ENTER_NULL, &found));
+        if (e != nullptr && !found) {
+            SpinLockInit(&e->mutex);
+            e->since = now;
+            memset(&e->n, 0, sizeof e->n);
+            memset(e->slices, 0, sizeof e->slices);
+        }
+    }
+    if (e != nullptr) {
+        SpinLockAcquire(&e->mutex);
+        add_locked(e, p);
+        e->n.dropped += dropped;
+        SpinLockRelease(&e->mutex);
     }
     LWLockRelease(shared->lock);
-    return e;
+    return e != nullptr;
 }
 
 // At commit: add what the transaction counted. Raises nothing.
@@ -200,10 +207,6 @@ apply_pending() noexcept
     if (npending == 0 || shared == nullptr)
         return;
     TimestampTz now = GetCurrentTimestamp();
-    Key key;
-    memset(&key, 0, sizeof key);
-    key.dboid = MyDatabaseId;
-    key.kind = static_cast<int>(MetricKind::Total);
     Pending total;
     memset(&total, 0, sizeof total);
     total.epoch = now / kSliceUsecs;
@@ -226,24 +229,16 @@ apply_pending() noexcept
         k.kind = static_cast<int>(p.kind);
         if (!p.null_name)
             strlcpy(k.name, p.name, kNameLen);
-        Entry *e = entry_for(k, now);
-        if (e == nullptr) {
+        if (!add_to(k, p, 0, now))
             for (int c = 0; c < kMetricCounts; c++)
                 dropped += p.counts[c];
-            continue;
-        }
-        SpinLockAcquire(&e->mutex);
-        add_locked(e, p);
-        SpinLockRelease(&e->mutex);
     }
     npending = 0;
-    Entry *e = entry_for(key, now);
-    if (e == nullptr)
-        return;
-    SpinLockAcquire(&e->mutex);
-    add_locked(e, total);
-    e->n.dropped += dropped;
-    SpinLockRelease(&e->mutex);
+    Key key;
+    memset(&key, 0, sizeof key);
+    key.dboid = MyDatabaseId;
+    key.kind = static_cast<int>(MetricKind::Total);
+    (void) add_to(key, total, dropped, now);
 }
 
 void
@@ -399,14 +394,20 @@ OUTBOX_SQL_FUNCTION(_outbox_metric_counters)
     if (shared == nullptr)
         return (Datum) 0;  // not preloaded: no counters (outbox_metrics() shows the states alone)
 
-    // Copied out first: nothing is allocated under the lock.
-    int cap = guc_metrics_max_names;
-    Entry *copy = static_cast<Entry *>(palloc(sizeof(Entry) * cap));
+    // Copied out first: nothing is allocated under the lock. Counted, then
+    // copied (entries made in between wait for the next call).
+    int cap = 0;
+    HASH_SEQ_STATUS scan;
+    Entry *e;
+    LWLockAcquire(shared->lock, LW_SHARED);
+    hash_seq_init(&scan, table);
+    while ((e = static_cast<Entry *>(hash_seq_search(&scan))) != nullptr)
+        cap += e->key.dboid == MyDatabaseId ? 1 : 0;
+    LWLockRelease(shared->lock);
+    Entry *copy = static_cast<Entry *>(palloc(sizeof(Entry) * (cap > 0 ? cap : 1)));
     int n = 0;
     LWLockAcquire(shared->lock, LW_SHARED);
-    HASH_SEQ_STATUS scan;
     hash_seq_init(&scan, table);
-    Entry *e;
     while ((e = static_cast<Entry *>(hash_seq_search(&scan))) != nullptr) {
         if (e->key.dboid != MyDatabaseId)
             continue;
