@@ -14,9 +14,13 @@
 # 3. The exporter on 127.0.0.1 (a free port), as a pg_monitor role: /metrics
 #    scraped with curl, its values checked against what happened (and
 #    against outbox_metrics()), the types, promtool check metrics.
-# 4. The relay turned off (outbox.enabled): outbox_relay_up goes to 0.
+# 4. The relay failing to start (outbox.role cannot log in):
+#    outbox_relay_up goes to 0.
 # 5. Prometheus scraping the exporter every second with the alert rules
-#    (their `for` set to 0): exactly the expected alerts fire.
+#    (their `for` set to 0): exactly the expected alerts fire; then with the
+#    relay turned off (outbox.enabled, no relay row) OutboxRelayMissing
+#    instead of OutboxRelayDown.
+# 6. A second database through one exporter (--auto-discover-databases).
 #
 # Prints "ok - ..." / "not ok - ..." per check and ends with
 # "N passed, N failed". Run as root it installs what it needs (apt), copies
@@ -373,5 +377,24 @@ else
 fi
 printf '%s\nOutboxRelayMissing database=mon\n' "$failures" | sort >"$mon/alerts.expected"
 expect_alerts "no relay"
+
+# ---------------------------------------------------------------- 7. two databases, one exporter
+# As the README says: connect to one, --auto-discover-databases with
+# --include-databases for the others. Every database's rows are its own (no
+# duplicate series: the exporter would fail the whole scrape).
+psql -d postgres -c 'CREATE DATABASE mon2' >/dev/null && psql -d mon2 -c 'CREATE EXTENSION outbox' >/dev/null
+exporter2_port=$(free_port)
+DATA_SOURCE_NAME="host=$sock port=$pgport user=prometheus dbname=mon sslmode=disable" \
+    "$exporter" --extend.query-path="$src/monitoring/queries.yaml" --auto-discover-databases --include-databases=mon2 \
+    --web.listen-address="127.0.0.1:$exporter2_port" >"$mon/exporter2.log" 2>&1 &
+pids+=($!)
+m="$mon/metrics2.txt"
+if wait_for 30 eval 'curl -sf --max-time 20 "http://127.0.0.1:$exporter2_port/metrics" >"$m"'; then
+    expect outbox_pending "database=mon2" 0 "the second database, discovered"
+    expect outbox_pending "database=mon" 14 "the first one"
+    expect pg_exporter_last_scrape_error "" 0 "both databases' queries ran"
+else
+    notok "the second exporter (--auto-discover-databases) answers within 30 s"
+fi
 
 finish
