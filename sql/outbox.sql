@@ -1708,18 +1708,25 @@ AS $$
     WITH c AS (SELECT * FROM @extschema@._outbox_metric_counters()),
     subs AS (
         SELECT s.name, s.sink, s.paused, s.endpoint,
-               -- The subscription's pattern as LIKE matches it (patterns.hpp).
-               replace(replace(replace(replace(s.event_type, '\', '\\'), '%', '\%'), '_', '\_'), '*', '%') AS pattern
+               -- The subscription's pattern as LIKE matches it (patterns.hpp);
+               -- chr(92) is a backslash, whatever standard_conforming_strings says.
+               replace(replace(replace(replace(s.event_type, chr(92), chr(92) || chr(92)),
+                                       '%', chr(92) || '%'), '_', chr(92) || '_'), '*', '%') AS pattern
           FROM @extschema@.outbox_subscriptions s),
-    -- Events not handed over yet, for each subscription whose pattern they
-    -- match (the relay hands them over, or delivers them, soon).
-    waiting AS (
-        SELECT s.name,
+    -- Events not handed over yet, per type (one scan of the outbox), then for
+    -- each subscription whose pattern matches the type (the relay hands them
+    -- over, or delivers them, soon).
+    types AS (
+        SELECT e.type,
                count(*) FILTER (WHERE e.available_at <= now()) AS due,
                count(*) FILTER (WHERE e.available_at > now()) AS scheduled,
                min(e.available_at) FILTER (WHERE e.available_at <= now()) AS oldest
-          FROM subs s JOIN @extschema@.outbox_events e ON e.type LIKE s.pattern
+          FROM @extschema@.outbox_events e
          WHERE e.status = 'created' AND e.dispatched_at IS NULL
+         GROUP BY e.type),
+    waiting AS (
+        SELECT s.name, sum(t.due)::bigint AS due, sum(t.scheduled)::bigint AS scheduled, min(t.oldest) AS oldest
+          FROM subs s JOIN types t ON t.type LIKE s.pattern
          GROUP BY s.name),
     deliveries AS (
         SELECT d.subscription AS name,
@@ -1744,7 +1751,9 @@ AS $$
     events AS (
         SELECT count(*) FILTER (WHERE e.status = 'created' AND e.available_at <= now()) AS due,
                count(*) FILTER (WHERE e.status = 'created' AND e.available_at > now()) AS scheduled,
-               count(*) FILTER (WHERE e.status = 'active') AS in_flight,
+               -- Held by consumers' leases (an event handed over is in flight
+               -- through its deliveries, counted below).
+               count(*) FILTER (WHERE e.status = 'active' AND e.dispatched_at IS NULL) AS in_flight,
                count(*) FILTER (WHERE e.status = 'failed') AS failed,
                min(e.available_at) FILTER (WHERE e.status = 'created' AND e.available_at <= now()) AS oldest
           FROM @extschema@.outbox_events e),
@@ -1771,7 +1780,8 @@ AS $$
         SELECT 'total', NULL, NULL, NULL, NULL, NULL,
                ev.due + coalesce((SELECT sum(d.due) FROM deliveries d), 0),
                ev.scheduled + coalesce((SELECT sum(d.scheduled) FROM deliveries d), 0),
-               ev.in_flight, ev.failed + coalesce((SELECT sum(d.failed) FROM deliveries d), 0),
+               ev.in_flight + coalesce((SELECT sum(d.in_flight) FROM deliveries d), 0),
+               ev.failed + coalesce((SELECT sum(d.failed) FROM deliveries d), 0),
                least(ev.oldest, (SELECT min(d.oldest) FROM deliveries d))
           FROM events ev)
     SELECT current_database()::text, r.kind, r.name, r.sink, r.paused, r.endpoint, r.endpoint_state,

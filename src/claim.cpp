@@ -27,6 +27,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
 
@@ -148,9 +149,13 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         SPITupleTable *tt = SPI_tuptable;
         uint64 got = SPI_processed;
         // The arrays above are sized for these widths: check, never overrun.
-        // The claim with a lease adds two: whether the event was an expired
-        // lease, and whose (for the metrics).
-        int width = xact ? kCols + 1 : kCols + 3;
+        // For the metrics, the claim with a lease adds whether the event was
+        // an expired lease, whose, and when it became due; the transaction
+        // claim adds when it became due.
+        int width = xact ? kCols + 2 : kCols + 4;
+        int due_col = xact ? kCols + 1 : kCols + 3;
+        TimestampTz now = GetCurrentTimestamp();
+        const char *consumer = a.owner != nullptr ? text_to_cstring(a.owner) : nullptr;
         if (tt->tupdesc->natts != width || rsinfo->setDesc->natts != kCols)
             ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                             errmsg("outbox: claim returned %d columns for a result of %d, expected %d and %d",
@@ -161,8 +166,8 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
             reclaimed = reclaim_met_expired(tt, static_cast<int>(got), kCols + 1);
         bool met_exhausted = false;
         for (uint64 r = 0; r < got; r++) {
-            Datum row[kCols + 3];
-            bool isnull[kCols + 3];
+            Datum row[kCols + 4];
+            bool isnull[kCols + 4];
             heap_deform_tuple(tt->vals[r], tt->tupdesc, row, isnull);
             bool flag = !isnull[kCols] && DatumGetBool(row[kCols]);
             if (!xact && !isnull[kCols + 1] && DatumGetBool(row[kCols + 1])) {
@@ -189,6 +194,11 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
             }
             if (xact)
                 xact_claim_add(claim, DatumGetUUIDP(row[0]));
+            // The lag of an event handed out for the first time: from when it
+            // became due to now (a consumer's delivery is its claim).
+            bool was_expired = xact ? flag : !isnull[kCols + 1] && DatumGetBool(row[kCols + 1]);
+            if (!was_expired && !isnull[due_col] && DatumGetInt32(row[kAttemptCol]) == 1)
+                metric_lag(MetricKind::Consumer, consumer, DatumGetTimestampTz(row[due_col]), now);
             // Values point into SPI memory: the tuplestore copies them.
             tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, row, isnull);
             handed++;

@@ -27,6 +27,7 @@ extern "C" {
 #include "utils/float.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }
@@ -50,6 +51,7 @@ constexpr const char *kTrancheName = "outbox metrics";
 struct Key {
     Oid dboid;
     int kind;
+    int has_name;  // a consumer that claims without a name has none (distinct from '')
     char name[kNameLen];
 };
 
@@ -76,32 +78,37 @@ struct Entry {
 
 struct MetricsShared {
     LWLock *lock;
+    int named;      // entries of a subscription or consumer (under the lock)
+    int named_max;  // outbox.metrics_max_names; the rest of the table is for the totals
 };
 
 MetricsShared *shared = nullptr;
-HTAB *table = nullptr;
+HTAB *table = nullptr;  // fixed size: nothing is allocated once the server runs
+
+int
+table_size()
+{
+    return guc_metrics_max_names + guc_max_databases;
+}
 
 // ---- What this backend's transaction counted
 
 struct Pending {
     int level;  // transaction nesting level that counted it
     MetricKind kind;
-    bool null_name;
+    bool has_name;
+    uint32 hash;  // of the name, to compare fast
     char name[kNameLen];
     uint64 counts[kMetricCounts];
     uint64 buckets[kBuckets];
     double sum;
-    // The lags of this transaction, for the slices: the slice is the one of
-    // the commit (the lags are recorded within one transaction).
     double max;
-    int64 epoch;
 };
-constexpr int kPending = 64;
-// kPending names, and one more: what a transaction counts for further names
-// (kind Total: it reaches the total only, and stays when a subtransaction
-// aborts).
-Pending *pending = nullptr;  // kPending + 1, in TopMemoryContext
+// Grown when something is counted (where an error may be raised), never at
+// commit. In TopMemoryContext.
+Pending *pending = nullptr;
 int npending = 0;
+int pending_cap = 0;
 
 int
 bucket_of(double seconds)
@@ -112,41 +119,63 @@ bucket_of(double seconds)
     return b;
 }
 
+bool
+same_name(const Pending &p, const Pending &q)
+{
+    return p.kind == q.kind && p.has_name == q.has_name && p.hash == q.hash &&
+           (!p.has_name || strcmp(p.name, q.name) == 0);
+}
+
 Pending *
 pending_for(MetricKind kind, const char *name)
 {
     if (shared == nullptr)
         return nullptr;
-    if (pending == nullptr)
-        pending = static_cast<Pending *>(MemoryContextAllocZero(TopMemoryContext, sizeof(Pending) * (kPending + 1)));
     int level = GetCurrentTransactionNestLevel();
-    for (int i = 0; i < npending; i++) {
+    size_t len = name == nullptr ? 0 : strnlen(name, kNameLen - 1);
+    uint32 hash = name == nullptr ? 0 : hash_bytes(reinterpret_cast<const unsigned char *>(name), static_cast<int>(len));
+    for (int i = npending - 1; i >= 0; i--) {
         Pending &p = pending[i];
-        if (p.level == level && p.kind == kind && p.null_name == (name == nullptr) &&
-            (name == nullptr || strncmp(p.name, name, kNameLen - 1) == 0))
+        if (p.level == level && p.kind == kind && p.has_name == (name != nullptr) && p.hash == hash &&
+            (name == nullptr || (strncmp(p.name, name, len) == 0 && p.name[len] == '\0')))
             return &p;
     }
-    if (npending >= kPending) {
-        for (int i = 0; i < npending; i++)
-            if (pending[i].kind == MetricKind::Total)
-                return &pending[i];
-        kind = MetricKind::Total;
-        name = nullptr;
-        level = 1;
+    if (npending == pending_cap) {
+        int cap = pending_cap == 0 ? 16 : pending_cap * 2;
+        pending = static_cast<Pending *>(pending == nullptr
+                                             ? MemoryContextAlloc(TopMemoryContext, sizeof(Pending) * cap)
+                                             : repalloc(pending, sizeof(Pending) * cap));
+        pending_cap = cap;
     }
     Pending &p = pending[npending++];
     memset(&p, 0, sizeof p);
     p.level = level;
     p.kind = kind;
-    p.null_name = name == nullptr;
-    if (name != nullptr)
-        strlcpy(p.name, name, kNameLen);
+    p.has_name = name != nullptr;
+    p.hash = hash;
+    if (name != nullptr) {
+        memcpy(p.name, name, len);
+        p.name[len] = '\0';
+    }
     return &p;
 }
 
-// Under the entry's spinlock: add what `p` counted.
 void
-add_locked(Entry *e, const Pending &p)
+merge_into(Pending &to, const Pending &from)
+{
+    for (int c = 0; c < kMetricCounts; c++)
+        to.counts[c] += from.counts[c];
+    for (int b = 0; b < kBuckets; b++)
+        to.buckets[b] += from.buckets[b];
+    to.sum += from.sum;
+    if (from.max > to.max)
+        to.max = from.max;
+}
+
+// Under the entry's spinlock: add what `p` counted, its lags into the slice
+// of `epoch` (the commit's).
+void
+add_locked(Entry *e, const Pending &p, int64 epoch)
 {
     for (int c = 0; c < kMetricCounts; c++)
         e->n.counts[c] += p.counts[c];
@@ -158,10 +187,12 @@ add_locked(Entry *e, const Pending &p)
     e->n.sum += p.sum;
     if (lags == 0)
         return;
-    Slice &s = e->slices[p.epoch % kSlices];
-    if (s.epoch != p.epoch) {
+    Slice &s = e->slices[((epoch % kSlices) + kSlices) % kSlices];
+    if (epoch < s.epoch)
+        return;  // a commit older than the slice's (clocks of two backends): the histogram has it
+    if (s.epoch != epoch) {
         memset(&s, 0, sizeof s);
-        s.epoch = p.epoch;
+        s.epoch = epoch;
     }
     for (int b = 0; b < kBuckets; b++)
         s.buckets[b] += p.buckets[b];
@@ -169,30 +200,40 @@ add_locked(Entry *e, const Pending &p)
         s.max = p.max;
 }
 
-// Add `p` to the entry of `key` (made if missing): the entry is found and
-// updated under the lock (shared; exclusive to make it), so that a reset
-// cannot remove it meanwhile. False if the table is full.
+// Add `p` to the entry of `key`, made if missing: found and updated under the
+// lock (shared; exclusive to make it), so that a reset cannot remove it
+// meanwhile. A subscription's or consumer's entry is made only while fewer
+// than outbox.metrics_max_names exist (the totals have the rest of the
+// table). False if there is no room.
 bool
 add_to(const Key &key, const Pending &p, uint64 dropped, TimestampTz now)
 {
+    int64 epoch = now / kSliceUsecs;
     LWLockAcquire(shared->lock, LW_SHARED);
     Entry *e = static_cast<Entry *>(hash_search(table, &key, HASH_FIND, nullptr));
     if (e == nullptr) {
         LWLockRelease(shared->lock);
         LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-        bool found;
-        // HASH_ENTER_NULL: a full table gives null, never an error (at commit).
-        e = static_cast<Entry *>(hash_search(table, &key, HASH_ENTER_NULL, &found));
-        if (e != nullptr && !found) {
-            SpinLockInit(&e->mutex);
-            e->since = now;
-            memset(&e->n, 0, sizeof e->n);
-            memset(e->slices, 0, sizeof e->slices);
+        bool named = key.kind != static_cast<int>(MetricKind::Total);
+        e = static_cast<Entry *>(hash_search(table, &key, HASH_FIND, nullptr));
+        if (e == nullptr && (!named || shared->named < shared->named_max)) {
+            bool found;
+            // A fixed-size table: HASH_ENTER_NULL gives null when it is full,
+            // never an error (this runs at commit).
+            e = static_cast<Entry *>(hash_search(table, &key, HASH_ENTER_NULL, &found));
+            if (e != nullptr && !found) {
+                SpinLockInit(&e->mutex);
+                e->since = now;
+                memset(&e->n, 0, sizeof e->n);
+                memset(e->slices, 0, sizeof e->slices);
+                if (named)
+                    shared->named++;
+            }
         }
     }
     if (e != nullptr) {
         SpinLockAcquire(&e->mutex);
-        add_locked(e, p);
+        add_locked(e, p, epoch);
         e->n.dropped += dropped;
         SpinLockRelease(&e->mutex);
     }
@@ -200,7 +241,8 @@ add_to(const Key &key, const Pending &p, uint64 dropped, TimestampTz now)
     return e != nullptr;
 }
 
-// At commit: add what the transaction counted. Raises nothing.
+// At commit: add what the transaction counted. Raises nothing, allocates
+// nothing.
 void
 apply_pending() noexcept
 {
@@ -209,26 +251,16 @@ apply_pending() noexcept
     TimestampTz now = GetCurrentTimestamp();
     Pending total;
     memset(&total, 0, sizeof total);
-    total.epoch = now / kSliceUsecs;
     uint64 dropped = 0;
     for (int i = 0; i < npending; i++) {
-        Pending &p = pending[i];
-        p.epoch = total.epoch;
-        for (int c = 0; c < kMetricCounts; c++)
-            total.counts[c] += p.counts[c];
-        for (int b = 0; b < kBuckets; b++)
-            total.buckets[b] += p.buckets[b];
-        total.sum += p.sum;
-        if (p.max > total.max)
-            total.max = p.max;
-        if (p.kind == MetricKind::Total)
-            continue;  // the names beyond kPending: the total only
+        const Pending &p = pending[i];
+        merge_into(total, p);
         Key k;
         memset(&k, 0, sizeof k);
         k.dboid = MyDatabaseId;
         k.kind = static_cast<int>(p.kind);
-        if (!p.null_name)
-            strlcpy(k.name, p.name, kNameLen);
+        k.has_name = p.has_name;
+        memcpy(k.name, p.name, kNameLen);
         if (!add_to(k, p, 0, now))
             for (int c = 0; c < kMetricCounts; c++)
                 dropped += p.counts[c];
@@ -261,22 +293,36 @@ xact_callback(XactEvent event, void *) noexcept
     }
 }
 
+// A subtransaction that commits gives its counts to its parent (merged with
+// the parent's own for the same name); one that aborts drops them.
 void
 subxact_callback(SubXactEvent event, SubTransactionId, SubTransactionId, void *) noexcept
 {
     if (npending == 0 || (event != SUBXACT_EVENT_ABORT_SUB && event != SUBXACT_EVENT_COMMIT_SUB))
         return;
     int level = GetCurrentTransactionNestLevel();  // the subtransaction's own, still
-    if (event == SUBXACT_EVENT_COMMIT_SUB) {
-        for (int i = 0; i < npending; i++)
-            if (pending[i].level >= level)
-                pending[i].level = level - 1;
-        return;
-    }
     int kept = 0;
-    for (int i = 0; i < npending; i++)
-        if (pending[i].level < level || pending[i].kind == MetricKind::Total)
-            pending[kept++] = pending[i];
+    for (int i = 0; i < npending; i++) {
+        Pending &p = pending[i];
+        if (p.level >= level) {
+            if (event == SUBXACT_EVENT_ABORT_SUB)
+                continue;
+            p.level = level - 1;
+            bool merged = false;
+            for (int k = 0; k < kept && !merged; k++)
+                if (pending[k].level == p.level && same_name(pending[k], p)) {
+                    merge_into(pending[k], p);
+                    merged = true;
+                }
+            if (merged)
+                continue;
+        }
+        // The parent's entries come before their children's (made earlier,
+        // or relabelled just above), so each name keeps one entry per level.
+        if (kept != i)
+            pending[kept] = p;
+        kept++;
+    }
     npending = kept;
 }
 
@@ -314,12 +360,65 @@ require_shmem()
                         errhint("Add 'outbox' to shared_preload_libraries in postgresql.conf and restart the server.")));
 }
 
+// Remove the entries of the databases `dbs` (n of them); returns how many.
+int
+remove_entries(const Oid *dbs, int n)
+{
+    int removed = 0;
+    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
+    HASH_SEQ_STATUS scan;
+    hash_seq_init(&scan, table);
+    Entry *e;
+    while ((e = static_cast<Entry *>(hash_seq_search(&scan))) != nullptr) {
+        bool match = false;
+        for (int i = 0; i < n && !match; i++)
+            match = e->key.dboid == dbs[i];
+        if (!match)
+            continue;
+        if (e->key.kind != static_cast<int>(MetricKind::Total))
+            shared->named--;
+        hash_search(table, &e->key, HASH_REMOVE, nullptr);  // allowed during a scan
+        removed++;
+    }
+    LWLockRelease(shared->lock);
+    return removed;
+}
+
+// The entries of databases that no longer exist give their room back (their
+// counters went with the database). Up to 64 databases are looked at a time.
+void
+purge_dropped_databases()
+{
+    constexpr int kMaxLook = 64;
+    Oid seen[kMaxLook];
+    int nseen = 0;
+    LWLockAcquire(shared->lock, LW_SHARED);
+    HASH_SEQ_STATUS scan;
+    hash_seq_init(&scan, table);
+    Entry *e;
+    while ((e = static_cast<Entry *>(hash_seq_search(&scan))) != nullptr) {
+        bool known = e->key.dboid == MyDatabaseId;
+        for (int i = 0; i < nseen && !known; i++)
+            known = seen[i] == e->key.dboid;
+        if (!known && nseen < kMaxLook)
+            seen[nseen++] = e->key.dboid;
+    }
+    LWLockRelease(shared->lock);
+    Oid gone[kMaxLook];
+    int ngone = 0;
+    for (int i = 0; i < nseen; i++)
+        if (!SearchSysCacheExists1(DATABASEOID, ObjectIdGetDatum(seen[i])))
+            gone[ngone++] = seen[i];
+    if (ngone > 0)
+        (void) remove_entries(gone, ngone);
+}
+
 } // namespace
 
 Size
 metrics_shmem_size()
 {
-    return add_size(MAXALIGN(sizeof(MetricsShared)), hash_estimate_size(guc_metrics_max_names, sizeof(Entry)));
+    return add_size(MAXALIGN(sizeof(MetricsShared)), hash_estimate_size(table_size(), sizeof(Entry)));
 }
 
 void
@@ -334,14 +433,18 @@ metrics_shmem_startup()
 {
     bool found;
     shared = static_cast<MetricsShared *>(ShmemInitStruct("outbox metrics", sizeof(MetricsShared), &found));
-    if (!found)
+    if (!found) {
         shared->lock = &(GetNamedLWLockTranche(kTrancheName))->lock;
+        shared->named = 0;
+        shared->named_max = guc_metrics_max_names;
+    }
     HASHCTL info;
     memset(&info, 0, sizeof info);
     info.keysize = sizeof(Key);
     info.entrysize = sizeof(Entry);
-    table = ShmemInitHash("outbox metrics table", guc_metrics_max_names, guc_metrics_max_names, &info,
-                          HASH_ELEM | HASH_BLOBS);
+    // Every entry made now (init = max) and none later: HASH_FIXED_SIZE.
+    table = ShmemInitHash("outbox metrics table", table_size(), table_size(), &info,
+                          HASH_ELEM | HASH_BLOBS | HASH_FIXED_SIZE);
 }
 
 void
@@ -360,17 +463,23 @@ metric_count(MetricKind kind, const char *name, MetricCount what, int n)
 }
 
 void
-metric_delivered(MetricKind kind, const char *name, TimestampTz created_on, TimestampTz at)
+metric_lag(MetricKind kind, const char *name, TimestampTz due, TimestampTz at)
 {
     Pending *p = pending_for(kind, name);
     if (p == nullptr)
         return;
-    p->counts[static_cast<int>(MetricCount::Delivered)]++;
-    double lag = at > created_on ? static_cast<double>(at - created_on) / USECS_PER_SEC : 0;
+    double lag = at > due ? static_cast<double>(at - due) / USECS_PER_SEC : 0;
     p->buckets[bucket_of(lag)]++;
     p->sum += lag;
     if (lag > p->max)
         p->max = lag;
+}
+
+void
+metric_delivered(MetricKind kind, const char *name, TimestampTz due, TimestampTz at)
+{
+    metric_count(kind, name, MetricCount::Delivered);
+    metric_lag(kind, name, due, at);
 }
 
 } // namespace outbox
@@ -393,6 +502,7 @@ OUTBOX_SQL_FUNCTION(_outbox_metric_counters)
                         errhint("The extension's SQL objects and its library do not match: run ALTER EXTENSION outbox UPDATE.")));
     if (shared == nullptr)
         return (Datum) 0;  // not preloaded: no counters (outbox_metrics() shows the states alone)
+    purge_dropped_databases();
 
     // Copied out first: nothing is allocated under the lock. Counted, then
     // copied (entries made in between wait for the next call).
@@ -439,7 +549,7 @@ OUTBOX_SQL_FUNCTION(_outbox_metric_counters)
         v[0] = CStringGetTextDatum(kKinds[c.key.kind]);
         v[1] = CStringGetTextDatum(c.key.name);
         // A consumer without a name, and the total, have none.
-        isnull[1] = c.key.name[0] == '\0';
+        isnull[1] = !c.key.has_name;
         for (int k = 0; k < kMetricCounts; k++)
             v[2 + k] = Int64GetDatum(static_cast<int64>(c.n.counts[k]));
         // The last minute: the slices of the last six epochs.
@@ -489,16 +599,7 @@ OUTBOX_SQL_FUNCTION(_outbox_metric_counters)
 OUTBOX_SQL_FUNCTION(outbox_metrics_reset)
 {
     require_shmem();
-    int removed = 0;
-    LWLockAcquire(shared->lock, LW_EXCLUSIVE);
-    HASH_SEQ_STATUS scan;
-    hash_seq_init(&scan, table);
-    Entry *e;
-    while ((e = static_cast<Entry *>(hash_seq_search(&scan))) != nullptr)
-        if (e->key.dboid == MyDatabaseId) {
-            hash_search(table, &e->key, HASH_REMOVE, nullptr);  // allowed during a scan
-            removed++;
-        }
-    LWLockRelease(shared->lock);
-    PG_RETURN_INT32(removed);
+    purge_dropped_databases();
+    Oid only = MyDatabaseId;
+    PG_RETURN_INT32(remove_entries(&only, 1));
 }

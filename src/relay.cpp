@@ -460,10 +460,15 @@ settle_delivered(const Delivery *ds, const bool *done, int n, const Subscription
     for (int i = 0; i < n; i++) {
         if (!done[i])
             continue;
+        // Due since it was published, or since the time it was published for.
         bool isnull;
-        Datum created = GetAttributeByName(DatumGetHeapTupleHeader(ds[i].row), "created_on", &isnull);
-        metric_delivered(MetricKind::Subscription, subs[ds[i].sub].name, isnull ? now : DatumGetTimestampTz(created),
-                         now);
+        HeapTupleHeader th = DatumGetHeapTupleHeader(ds[i].row);
+        Datum created = GetAttributeByName(th, "created_on", &isnull);
+        TimestampTz due = isnull ? now : DatumGetTimestampTz(created);
+        Datum available = GetAttributeByName(th, "available_at", &isnull);
+        if (!isnull && DatumGetTimestampTz(available) > due)
+            due = DatumGetTimestampTz(available);
+        metric_delivered(MetricKind::Subscription, subs[ds[i].sub].name, due, now);
     }
 }
 
@@ -1049,6 +1054,10 @@ check_backlog(const char *dbname)
     int save_sec;
     if (!begin_relay_work(&save_user, &save_sec))
         return;
+    if (!extension_has_deliveries()) {  // a schema older than 0.2.0: the batch says so
+        end_relay_work(save_user, save_sec);
+        return;
+    }
     spi_begin();
     run(Stmt::BacklogAge, nullptr, nullptr, true, 1);
     bool isnull = true;

@@ -125,22 +125,15 @@ run_on_leased(Stmt which, ArrayType *ids, int n, int64 token, const Datum *extra
     return n;
 }
 
-// The events a completion just archived (SPI_tuptable: id, lease_owner,
-// created_on), counted as delivered to their consumer.
+// The events a completion just archived (SPI_tuptable: id, lease_owner),
+// counted as delivered to their consumer (their lag was counted at claim).
 void
 count_completed()
 {
-    TimestampTz now = GetCurrentTimestamp();
     for (uint64 r = 0; r < SPI_processed; r++) {
-        HeapTuple tup = SPI_tuptable->vals[r];
         bool owner_null;
-        bool created_null;
-        Datum owner = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &owner_null);
-        Datum created = SPI_getbinval(tup, SPI_tuptable->tupdesc, 3, &created_null);
-        if (created_null)
-            continue;
-        metric_delivered(MetricKind::Consumer, owner_null ? nullptr : TextDatumGetCString(owner),
-                         DatumGetTimestampTz(created), now);
+        Datum owner = SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 2, &owner_null);
+        metric_count(MetricKind::Consumer, owner_null ? nullptr : TextDatumGetCString(owner), MetricCount::Delivered);
     }
 }
 

@@ -86,7 +86,7 @@ struct Flight {
     char endpoint[kNameLen];
     int64 token;
     int attempts;  // counted at claim, this one included
-    TimestampTz created_on;  // the event's, for the lag metric
+    TimestampTz due;  // when the event became due, for the lag metric
 };
 
 // A sink kind of this worker, made on first use.
@@ -368,7 +368,7 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
                 strlcpy(fl.endpoint, t.endpoint, kNameLen);
                 fl.attempts = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
                 fl.token = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
-                fl.created_on = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
+                fl.due = DatumGetTimestampTz(SPI_getbinval(tup, desc, 5, &isnull));
                 in_flight++;
                 room--;
                 MemoryContext old = MemoryContextSwitchTo(cxt);
@@ -641,7 +641,7 @@ settle_in_txn(const SinkResult *results, int n)
                 held = memcmp(DatumGetUUIDP(id), &fl.id, UUID_LEN) == 0 && strcmp(sub, fl.subscription) == 0;
             }
             if (held)
-                metric_delivered(MetricKind::Subscription, fl.subscription, fl.created_on, at);
+                metric_delivered(MetricKind::Subscription, fl.subscription, fl.due, at);
             else
                 log_stale(fl);
         }

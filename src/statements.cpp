@@ -86,7 +86,7 @@ namespace {
     "SELECT d.id, d.seq, d.type, d.payload, d.headers, d.ordering_key, 'completed', d.occurred_at," \
     " d.created_on, d.retry_count, d.last_error, " started_on ", statement_timestamp(), " lease_owner \
     " FROM done d "                                                                     \
-    "RETURNING id, lease_owner, created_on"
+    "RETURNING id, lease_owner"
 
 // The events $1 still held by the lease $2 (heartbeat, release, complete).
 #define HELD_BY_LEASE "e.id = ANY ($1) AND e.lease_token = $2 AND e.status = 'active'"
@@ -134,7 +134,7 @@ constexpr Statement kStatements[] = {
      " WHERE e.id = ANY (ARRAY(SELECT id FROM cand)) "
      "RETURNING e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
      " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
-     "SELECT claimed.*, cand.expired, cand.prior_owner FROM claimed JOIN cand ON cand.id = claimed.id"
+     "SELECT claimed.*, cand.expired, cand.prior_owner, cand.due FROM claimed JOIN cand ON cand.id = claimed.id"
      " ORDER BY cand.due, cand.seq",
      8, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID, INT4OID, TEXTOID, INT4OID},
      PlanChoice::Generic},
@@ -149,7 +149,7 @@ constexpr Statement kStatements[] = {
      "SELECT e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
      " e.retry_count + 1 AS attempt,"
      " " CLAIM_TOKEN " AS lease_token,"
-     " NULL::timestamptz AS lease_expires_at, e.status = 'active' AS expired"
+     " NULL::timestamptz AS lease_expires_at, e.status = 'active' AS expired, e.available_at AS due"
      " FROM @extschema@.outbox_events e"
      CLAIMABLE,
      5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID}, PlanChoice::Generic},
@@ -274,7 +274,7 @@ constexpr Statement kStatements[] = {
     // the attempt counts now (a delivery whose worker dies still uses up its
     // attempts). Per-key order: only the earliest delivery of a key not
     // settled is claimable, so one is in flight per key. Returns the event's
-    // JSON body as the sink sends it, and its created_on (for the lag metric).
+    // JSON body as the sink sends it, and when it became due (for the lag metric).
     {Stmt::SinkClaim, "sink claim",
      "WITH cand AS ("
      " SELECT d.event_id FROM @extschema@.outbox_deliveries d"
@@ -294,7 +294,8 @@ constexpr Statement kStatements[] = {
      " RETURNING d.event_id, d.attempts, d.lease_token) "
      "SELECT c.event_id, c.attempts, c.lease_token,"
      " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
-     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text, e.created_on"
+     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text,"
+     " greatest(e.created_on, e.available_at)"
      " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
      3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Custom},
 
@@ -506,7 +507,8 @@ constexpr Statement kStatements[] = {
      " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::@extschema@.outbox_status,"
      " retry_count = e.retry_count + 1, last_error = $3,"
      " available_at = statement_timestamp(), next_retry_at = NULL"
-     " WHERE e.id = ANY (ARRAY(SELECT id FROM held))",
+     " WHERE e.id = ANY (ARRAY(SELECT id FROM held))"
+     " RETURNING e.status = 'failed'",
      3, {INT4OID, UUIDARRAYOID, TEXTOID}, PlanChoice::Default},
 
     // How long the oldest due event (not handed over, or waiting for a
@@ -517,11 +519,13 @@ constexpr Statement kStatements[] = {
      "SELECT extract(epoch FROM statement_timestamp() - least("
      " (SELECT min(e.available_at) FROM @extschema@.outbox_events e"
      "   WHERE e.status = 'created' AND e.available_at <= statement_timestamp()),"
-     " (SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
-     "   JOIN @extschema@.outbox_subscriptions s ON s.name = d.subscription"
+     // Each subscription's oldest due delivery, through the claim index.
+     " (SELECT min(x.at) FROM @extschema@.outbox_subscriptions s"
      "   LEFT JOIN @extschema@.outbox_endpoints en ON en.name = s.endpoint"
-     "   WHERE d.status = 'created' AND d.completed_on IS NULL AND d.available_at <= statement_timestamp()"
-     "     AND NOT s.paused AND coalesce(en.state, '') <> 'paused')))::float8",
+     "   CROSS JOIN LATERAL (SELECT d.available_at AS at FROM @extschema@.outbox_deliveries d"
+     "     WHERE d.subscription = s.name AND d.status = 'created' AND d.available_at <= statement_timestamp()"
+     "     ORDER BY d.available_at LIMIT 1) x"
+     "   WHERE NOT s.paused AND coalesce(en.state, '') <> 'paused')))::float8",
      0, {}, PlanChoice::Default},
 };
 

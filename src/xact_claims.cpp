@@ -1,5 +1,6 @@
 // The registry of claims held by the caller's transaction (see xact_claims.hpp).
 #include "outbox/pg.hpp"
+#include "outbox/metrics.hpp"
 #include "outbox/errcodes.hpp"
 #include "outbox/extension.hpp"
 #include "outbox/settings.hpp"
@@ -156,6 +157,7 @@ charge_abandoned_claims(int code, Datum arg)
     Datum *ids = static_cast<Datum *>(MemoryContextAlloc(TopMemoryContext, sizeof(Datum) * total));
     pg_uuid_t *copies = static_cast<pg_uuid_t *>(MemoryContextAlloc(TopMemoryContext, sizeof(pg_uuid_t) * total));
     char consumer[NAMEDATALEN * 4] = "an unnamed consumer";
+    bool named = false;
     int k = 0;
     HASH_SEQ_STATUS scan;
     hash_seq_init(&scan, reg.events);
@@ -164,8 +166,10 @@ charge_abandoned_claims(int code, Datum arg)
         const ClaimRec &c = reg.claims[e->claim];
         if (c.subid == InvalidSubTransactionId || e->settled != InvalidSubTransactionId)
             continue;
-        if (k == 0 && c.consumer != nullptr)
+        if (k == 0 && c.consumer != nullptr) {
             text_to_cstring_buffer(c.consumer, consumer, sizeof consumer);
+            named = true;
+        }
         copies[k] = e->id;
         ids[k] = UUIDPGetDatum(&copies[k]);
         k++;
@@ -193,6 +197,12 @@ charge_abandoned_claims(int code, Datum arg)
     spi_begin();
     run(Stmt::ChargeAbandoned, values, nullptr);
     uint64 charged = SPI_processed;
+    for (uint64 r = 0; r < charged; r++) {
+        bool isnull;
+        bool failed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[r], SPI_tuptable->tupdesc, 1, &isnull));
+        metric_count(MetricKind::Consumer, named ? consumer : nullptr,
+                     failed ? MetricCount::Failed : MetricCount::Retried);
+    }
     spi_end();
     SetUserIdAndSecContext(save_user, save_sec);
     PopActiveSnapshot();

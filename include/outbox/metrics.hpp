@@ -7,10 +7,12 @@
 // commits and are dropped when it aborts; so are a whole transaction's when
 // it aborts): a delivery rolled back is not counted. Each database has its
 // own entries, plus a total per database. Shared memory holds
-// outbox.metrics_max_names entries; counts for a name beyond them reach only
+// outbox.metrics_max_names entries of names, and one total per served
+// database (outbox.max_databases); counts for a name beyond them reach only
 // the total (outbox_metrics() says how many were dropped). The counters live
 // as long as the server: a reload keeps them, a restart starts them from
-// zero, outbox_metrics_reset() clears a database's.
+// zero, outbox_metrics_reset() clears a database's, and a dropped database's
+// go when outbox_metrics() or the reset next runs.
 //
 // Exists only when the library is preloaded; otherwise recording does
 // nothing.
@@ -39,8 +41,11 @@ void register_metrics_callbacks();
 // Count `n` of `what` for `name` (a subscription, or a consumer: NULL for
 // one that claims without a name) in the current transaction.
 void metric_count(MetricKind kind, const char *name, MetricCount what, int n = 1);
-// A delivery made at `at` of an event published at `created_on`: counted as
-// delivered, and its lag added to the histogram.
-void metric_delivered(MetricKind kind, const char *name, TimestampTz created_on, TimestampTz at);
+// A lag: from `due` (when the event could first be delivered: published, or
+// the time it was published for) to `at`, added to the histogram.
+void metric_lag(MetricKind kind, const char *name, TimestampTz due, TimestampTz at);
+// A delivery made at `at` of an event due at `due`: counted as delivered,
+// with its lag.
+void metric_delivered(MetricKind kind, const char *name, TimestampTz due, TimestampTz at);
 
 } // namespace outbox

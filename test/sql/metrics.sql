@@ -115,6 +115,73 @@ SELECT outbox_metrics_reset() > 0 AS cleared;
 SELECT kind, name, delivered_total, failed_total, lag_seconds_count, pending > 0 AS still_pending
   FROM outbox_metrics() WHERE kind = 'total';
 
+-- A consumer that settles each event in a savepoint of its own (a PL/pgSQL
+-- EXCEPTION block), every 5th rolled back: 16 of 20 counted delivered; the
+-- lag is counted when an event is first claimed (20).
+SELECT count(outbox_publish('save.point', jsonb_build_object('n', n))) FROM generate_series(1, 20) n;
+CREATE TEMP TABLE c3 AS SELECT * FROM outbox_claim(20, consumer => 'careful', types => ARRAY['save.*']);
+DO $$
+DECLARE
+    r record;
+    i int := 0;
+BEGIN
+    FOR r IN SELECT id, lease_token FROM c3 ORDER BY id LOOP
+        i := i + 1;
+        BEGIN
+            PERFORM outbox_complete(ARRAY[r.id], r.lease_token);
+            IF i % 5 = 0 THEN
+                RAISE EXCEPTION 'undo';
+            END IF;
+        EXCEPTION WHEN raise_exception THEN
+            NULL;
+        END;
+    END LOOP;
+END
+$$;
+SELECT name, in_flight, delivered_total, lag_seconds_count FROM outbox_metrics() WHERE name = 'careful';
+
+-- Seventy consumer names in one transaction: each counted.
+SELECT count(outbox_publish('many.one', '{}')) FROM generate_series(1, 70);
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR i IN 1..70 LOOP
+        SELECT * INTO r FROM outbox_claim(1, consumer => 'many' || i, types => ARRAY['many.*']);
+        PERFORM outbox_complete(ARRAY[r.id], r.lease_token);
+    END LOOP;
+END
+$$;
+SELECT count(*) AS names, sum(delivered_total) AS delivered, sum(lag_seconds_count) AS lags
+  FROM outbox_metrics() WHERE kind = 'consumer' AND name LIKE 'many%';
+
+-- A consumer named '' is not the one without a name.
+SELECT count(outbox_publish('anon.one', '{}')) FROM generate_series(1, 2);
+SELECT count(outbox_complete(ARRAY[id], lease_token)) FROM outbox_claim(1, consumer => '', types => ARRAY['anon.*']);
+SET application_name = '';
+SELECT count(outbox_complete(ARRAY[id], lease_token)) FROM outbox_claim(1, types => ARRAY['anon.*']);
+RESET application_name;
+SELECT quote_nullable(name) AS name, delivered_total FROM outbox_metrics()
+ WHERE kind = 'consumer' AND (name IS NULL OR name = '') ORDER BY name NULLS FIRST;
+
+-- An event published for later: its lag counts from when it was due.
+SELECT outbox_publish('later.one', '{}', delay => '1 s') IS NOT NULL AS published;
+SELECT pg_sleep(1.3);
+SELECT count(*) AS claimed FROM outbox_claim(1, consumer => 'punctual', types => ARRAY['later.*']);
+SELECT lag_seconds_count, lag_max_seconds < 1 AS lag_from_due FROM outbox_metrics() WHERE name = 'punctual';
+
+-- Whatever standard_conforming_strings says.
+SET standard_conforming_strings = off;
+SELECT count(*) > 0 AS works FROM outbox_metrics();
+RESET standard_conforming_strings;
+
+-- A member of outbox_admin may reset.
+CREATE ROLE metrics_admin IN ROLE outbox_admin;
+SET ROLE metrics_admin;
+SELECT outbox_metrics_reset() > 0 AS reset_by_admin;
+RESET ROLE;
+DROP ROLE metrics_admin;
+
 \c contrib_regression
 DROP DATABASE outbox_metrics_test;
 DROP ROLE metrics_watcher;

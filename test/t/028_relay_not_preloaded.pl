@@ -1,5 +1,6 @@
 # Without shared_preload_libraries the SQL API works and nothing is
-# delivered by a worker; what needs the worker says so, with a hint.
+# delivered by a worker; what needs the worker (or its shared memory) says
+# so, with a hint.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -25,6 +26,13 @@ like($err, qr/the outbox relay is not running: the library is not preloaded/, 'o
 like($err, qr/HINT:  Add 'outbox' to shared_preload_libraries/, 'with a hint');
 is($node->safe_psql('postgres', "SELECT count(*) FROM outbox_claim(10, '30 seconds', 'sql-consumer')"), '1',
 	'SQL consumers still work');
+# outbox_metrics() shows the states (from the tables) without counters (shared memory).
+is($node->safe_psql('postgres', "SELECT kind || ' ' || coalesce(name, '-') || ' ' || in_flight || ' ' || delivered_total
+     || ' ' || (counters_since IS NULL) FROM outbox_metrics() ORDER BY kind, name"),
+	"consumer sql-consumer 1 0 true\nsubscription s 0 0 true\ntotal - 1 0 true",
+	'outbox_metrics() shows the states, with no counters');
+($ret, $out, $err) = $node->psql('postgres', 'SELECT outbox_metrics_reset()');
+like($err, qr/outbox metrics need the library preloaded/, 'outbox_metrics_reset() says why');
 
 $node->stop;
 done_testing();
