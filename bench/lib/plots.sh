@@ -143,7 +143,7 @@ if [ ${#plots[@]} -gt 0 ]; then
 set title "W2 worker: a backlog of $(commas "$events") events drained, events delivered per second"
 set xlabel "time since the drain started (s)"
 set ylabel "events delivered per second"
-set yrange [0:*]
+set yrange [0:1<*]
 set format y "%.0f"
 set key top right font ",9"
 EOF
@@ -173,7 +173,7 @@ set title "W8: a backlog of $(commas "$events") events delivered, endpoint max_i
 set xlabel "time since the sink and relay were switched on (s)"
 set ylabel "events delivered (archived) per second, log scale"
 set logscale y 10
-set yrange [1:*]
+set yrange [1:10<*]
 set format y "%.0f"
 set key top right font ",9"
 EOF
@@ -207,9 +207,12 @@ set title "W4: $(commas "$(meta "$f" events)") events published at $(commas "$(m
 set xlabel ""
 set format x ""
 set ylabel "size (MiB)"
-set yrange [0:*]
+set yrange [0:1<*]
 set y2label "dead tuples in outbox_events"
-set y2range [0:*]
+# A fixed range: autoscaling y2 warns when a series on it has no point (no
+# autovacuum seen in a short run).
+stats "$f" using 8 nooutput
+set y2range [0:(STATS_max > 0 ? STATS_max * 1.05 : 1)]
 set y2tics
 set format y2 "%.0f"
 set key top left font ",9"
@@ -221,13 +224,14 @@ plot "$f" using 1:(\$4 / MiB) with lines lw 2 lc rgb "#1f77b4" title "outbox_eve
 unset title
 unset y2label
 unset y2tics
+set y2range [0:1]
 set origin 0, 0
 set size 1, 0.36
 set format x "%g"
 set xlabel "time since the consumers started (s)"
 set ylabel "events/s"
 set format y "%.0f"
-set yrange [0:*]
+set yrange [0:1<*]
 set key top right font ",9"
 plot "$tmp/w4-delivered.rate" using 1:2 with lines lw 2 lc rgb "#2ca02c" title "delivered", \\
      "$tmp/w4-published.rate" using 1:2 with lines lw 1.5 dt 2 lc rgb "#ff7f0e" title "published"
