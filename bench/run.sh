@@ -2,14 +2,18 @@
 # Benchmarks of outbox against raw SQL and peer queues (PgQ, pg-boss,
 # graphile-worker), on a throwaway local cluster. See bench/README.md.
 #
-#   bash bench/run.sh                 full run, writes bench/RESULTS.md (about 45 minutes)
+#   bash bench/run.sh                 full run, writes bench/RESULTS.md (about 45 minutes),
+#                                     the raw series into bench/data/ and the pictures
+#                                     drawn from them into bench/plots/
 #   bash bench/run.sh --quick         CI smoke test: small counts, asserts that every
-#                                     workload delivers every event exactly once; prints
+#                                     workload delivers every event exactly once and that
+#                                     every picture is drawn (into the work folder); prints
 #                                     "ok - ..." / "not ok - ..." lines
 #   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W3 W4 W8)
 #
-# Run as root: it installs the peers if they are missing (apt: postgresql-15-pgq3
-# pgqd; npm: bench/package-lock.json into bench/node_modules), copies the tree to
+# Run as root: it installs the peers and gnuplot if they are missing (apt:
+# postgresql-15-pgq3 pgqd gnuplot-nox; npm: bench/package-lock.json into
+# bench/node_modules), copies the tree to
 # a work folder owned by `postgres`, and runs the rest as that user. The
 # extension is built and installed into a private copy of the PostgreSQL
 # installation (never into the system directories), unless PGBIN names the
@@ -47,6 +51,13 @@ if [ "$(id -u)" = 0 ]; then
               DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15-pgq3 pgqd >/dev/null 2>&1; } ||
             echo "PgQ could not be installed with apt-get: it will be skipped"
     fi
+    if ! command -v gnuplot >/dev/null; then
+        echo "== installing gnuplot (apt-get install gnuplot-nox): it draws bench/plots/"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null 2>&1 ||
+            { apt-get update -qq >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gnuplot-nox >/dev/null 2>&1; } ||
+            echo "gnuplot could not be installed with apt-get: no pictures"
+    fi
     if command -v npm >/dev/null && [ ! -d "$here/node_modules/pg-boss" -o ! -d "$here/node_modules/graphile-worker" ]; then
         echo "== installing pg-boss and graphile-worker (npm ci in bench/)"
         (cd "$here" && npm ci --no-audit --no-fund >/dev/null 2>&1) ||
@@ -67,7 +78,10 @@ if [ "$(id -u)" = 0 ]; then
     rc=$?
     if [ $quick = 0 ] && [ -f "$work/src/bench/RESULTS.md" ]; then
         cp "$work/src/bench/RESULTS.md" "$work/src/bench/results.jsonl" "$here/"
-        echo "wrote $here/RESULTS.md and $here/results.jsonl (the raw measurements)"
+        mkdir -p "$here/data" "$here/plots"
+        cp "$work/src/bench/data/"*.dat "$here/data/" 2>/dev/null
+        cp "$work/src/bench/plots/"*.png "$here/plots/" 2>/dev/null
+        echo "wrote $here/RESULTS.md and $here/results.jsonl (the raw measurements), $here/data/ (the raw series) and $here/plots/ (their pictures)"
     fi
     exit $rc
 fi
@@ -80,6 +94,11 @@ bw="$work/bench"
 rm -rf "$bw" && mkdir -p "$bw/sock"
 results="$bw/results.jsonl"
 : >"$results"
+# The raw series the pictures are drawn from (bench/lib/plots.sh): per-event
+# latencies (W3, W8), delivered over time (W2 worker, W8), sizes (W4).
+series="$bw/series"
+mkdir -p "$series"
+plots_wanted=()
 cd "$src"
 
 if [ $quick = 1 ]; then
@@ -110,6 +129,28 @@ check() { local desc=$1; shift; if "$@"; then ok "$desc"; else notok "$desc"; fi
 skip() { echo "# SKIP $*"; echo "{\"workload\":\"skip\",\"what\":$(printf '%s' "$*" | node -e 'process.stdout.write(JSON.stringify(require("fs").readFileSync(0,"utf8")))' 2>/dev/null || echo '""')}" >>"$results"; }
 want() { case ",$only," in *",$1,"*) return 0 ;; esac; return 1; }
 log() { echo "== $*"; }
+# check_series DESC FILE...: each raw series kept has at least 2 rows.
+check_series() {
+    local desc=$1 f n counts=() good=0; shift
+    for f in "$@"; do
+        n=$(grep -cv '^#' "$f" 2>/dev/null); n=${n:-0}
+        counts+=("$(basename "$f") $n"); [ "$n" -ge 2 ] || good=1
+    done
+    local IFS=,
+    check "$desc: raw series kept (${counts[*]} rows)" test $good = 0
+}
+# series_head JSON KEY...: "# KEY value" lines of a result line, and the date.
+series_head() {
+    node -e 'const j=JSON.parse(process.argv[1]); for (const k of process.argv.slice(2)) console.log(`# ${k} ${j[k]}`)' "$@"
+    echo "# date $(date -u +%FT%TZ)"
+}
+# latency_copy INNER: a query (on one line: \copy needs that) of the
+# per-event latencies that INNER selects (columns c, the commit time, and ms):
+# seconds since the first commit and ms, in commit order, every k-th event so
+# that at most 10,000 remain.
+latency_copy() {
+    printf '%s' "(SELECT round(extract(epoch FROM c - first)::numeric, 3), round(ms::numeric, 3) FROM (SELECT c, ms, min(c) OVER () AS first, row_number() OVER (ORDER BY c) AS rn, count(*) OVER () AS n FROM ($1) x) y WHERE (rn - 1) % ceil(n / 10000.0)::bigint = 0 ORDER BY rn)"
+}
 
 # ---------------------------------------------------------------------------
 # PostgreSQL: a private copy with the extension, a throwaway cluster.
@@ -307,7 +348,9 @@ w2_worker() {
     local r s line rc summary
     for r in $(seq 1 "$W2_ROUNDS"); do
         for s in raw outbox worker; do
-            line=$(node bench/lib/drain.mjs --system "$s" --events "$W2_EVENTS" --consumers 1 --batch 100 2>"$bw/w2w-$s.err")
+            # The last round's delivered-over-time series is kept (W2_ROUNDS rounds, each overwrites it).
+            line=$(node bench/lib/drain.mjs --system "$s" --events "$W2_EVENTS" --consumers 1 --batch 100 \
+                --series "$series/w2worker-$s.dat" 2>"$bw/w2w-$s.err")
             rc=$?
             if [ -z "$line" ]; then
                 cat "$bw/w2w-$s.err"; notok "W2 worker drain, $s: the driver failed (exit $rc)"; continue
@@ -323,6 +366,7 @@ w2_worker() {
             fi
         done
     done
+    check_series "W2 worker drain: delivered over time" "$series"/w2worker-{raw,outbox,worker}.dat && plots_wanted+=(throughput-drain)
     [ $quick = 1 ] || echo "{\"workload\":\"W2workercmd\",\"cmd\":\"node bench/lib/drain.mjs --system {raw,outbox,worker} --events $W2_EVENTS --consumers 1 --batch 100\"}" >>"$results"
 }
 
@@ -369,6 +413,12 @@ w3() {
                 FROM (SELECT extract(epoch FROM h.handled_at - pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms
                         FROM orders o JOIN bench_handled h ON h.n = o.id) x")
     echo "$line" >>"$results"
+    {
+        series_head "$line" workload rate seconds events p50_ms p99_ms max_ms
+        echo "# columns t ms"
+        q "COPY $(latency_copy "SELECT pg_xact_commit_timestamp(o.xmin) AS c, extract(epoch FROM h.handled_at - pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms FROM orders o JOIN bench_handled h ON h.n = o.id") TO STDOUT WITH (DELIMITER ' ')"
+    } >"$series/w3-latency.dat"
+    check_series "W3 latency: per-event latencies" "$series/w3-latency.dat" && plots_wanted+=(latency)
     local summary
     summary=$(printf '%s' "$line" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`${j.handled} handled of ${j.published} published (${j.distinct_handled} distinct, ${j.left} left); p50 ${j.p50_ms} ms, p99 ${j.p99_ms} ms, max ${j.max_ms} ms, max backlog ${j.max_backlog}`)' 2>/dev/null || echo "$line")
     local pub handled distinct left
@@ -428,6 +478,7 @@ w8() {
     latency=$("${psql[@]}" -At <<SQL
 CREATE TEMP TABLE w8_rec (j jsonb);
 \copy w8_rec FROM '$bw/w8-records.jsonl' WITH (FORMAT csv, QUOTE e'\x01', DELIMITER e'\x02')
+\copy $(latency_copy "SELECT pg_xact_commit_timestamp(o.xmin) AS c, (r.j->>'at')::float8 - extract(epoch FROM pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms FROM w8_rec r JOIN outbox_events_archive a ON a.id = (r.j->>'id')::uuid JOIN orders o ON o.id = (a.payload->>'n')::bigint WHERE r.j->>'answered' = '200'") TO '$series/w8-latency.rows' WITH (DELIMITER ' ')
 SELECT json_build_object('workload', 'W8latency', 'rate', $W8_RATE, 'seconds', $W8_SECONDS,
        'published', (SELECT count(*) FROM orders),
        'received', (SELECT count(*) FROM w8_rec WHERE j->>'answered' = '200'),
@@ -447,6 +498,10 @@ SQL
 )
     latency=$(printf '%s\n' "$latency" | tail -n 1)
     echo "$latency" >>"$results"
+    { series_head "$latency" workload rate seconds events p50_ms p99_ms max_ms; echo "# columns t ms"; cat "$series/w8-latency.rows"; } \
+        >"$series/w8-latency.dat" 2>/dev/null
+    rm -f "$series/w8-latency.rows"
+    check_series "W8 webhook latency: per-event latencies" "$series/w8-latency.dat" && plots_wanted+=(latency)
     local summary
     summary=$(printf '%s' "$latency" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`${j.received} received of ${j.published} published (${j.distinct_received} distinct, ${j.bad_signatures} bad signatures, ${j.left} left); p50 ${j.p50_ms} ms, p99 ${j.p99_ms} ms, max ${j.max_ms} ms`)' 2>/dev/null || echo "$latency")
     local pub got distinct bad
@@ -470,10 +525,15 @@ SQL
         fi
         q "SET outbox.require_transaction = off; SELECT count(outbox_publish('order.created', bench_payload(n))) FROM generate_series(1, $W8_EVENTS) n" >/dev/null
         q "VACUUM ANALYZE outbox_events"
+        # Each poll's time and count left is kept: delivered (archived) over time.
+        local left_now
         t0=$(date +%s.%N)
+        echo "$t0 $W8_EVENTS" >"$series/w8-throughput-$target.rows"
         relay on
         for i in $(seq 1 3000); do
-            [ "$(q "SELECT count(*) FROM outbox_events")" = 0 ] && break
+            left_now=$(q "SELECT count(*) FROM outbox_events")
+            echo "$(date +%s.%N) $left_now" >>"$series/w8-throughput-$target.rows"
+            [ "$left_now" = 0 ] && break
             sleep 0.1
         done
         t1=$(date +%s.%N)
@@ -485,9 +545,16 @@ SQL
         local line
         line="{\"workload\":\"W8throughput\",\"target\":\"$target\",\"events\":$W8_EVENTS,\"connections\":$W8_CONNECTIONS,\"seconds\":$secs,\"rate\":$rate,\"left\":$left,\"archived\":$archived}"
         echo "$line" >>"$results"
+        {
+            series_head "$line" workload target events connections seconds rate
+            echo "# columns t delivered"
+            awk -v t0="$t0" -v n="$W8_EVENTS" '$2 ~ /^[0-9]+$/ { printf "%.3f %d\n", $1 - t0, n - $2 }' "$series/w8-throughput-$target.rows"
+        } >"$series/w8-throughput-$target.dat"
+        rm -f "$series/w8-throughput-$target.rows"
         check "W8 throughput, $target: $archived of $W8_EVENTS events delivered in $secs s ($rate events/s)" \
             test "$left" = 0 -a "$archived" = "$W8_EVENTS"
     done
+    check_series "W8 throughput: delivered over time" "$series"/w8-throughput-{webhook,sql}.dat && plots_wanted+=(throughput-webhooks)
     relay off
     local stats
     stats=$(recv_http GET "http://127.0.0.1:$rport/_stats?path=/w8")
@@ -518,7 +585,8 @@ w4() {
     local per_client=$(( (W4_EVENTS + 1) / 2 ))
     local total=$(( per_client * 2 ))
     node bench/lib/drain.mjs --system outbox --follow 1 --events "$total" --consumers 2 --batch 100 \
-        --sample-every "$([ $quick = 1 ] && echo 0.5 || echo 5)" --timeout 3600 >"$bw/w4.jsonl" 2>"$bw/w4.err" &
+        --sample-every "$([ $quick = 1 ] && echo 0.5 || echo 5)" --timeout 3600 --series "$series/w4-sizes.dat" \
+        >"$bw/w4.jsonl" 2>"$bw/w4.err" &
     local consumer=$!
     "$pbin/pgbench" -n -M prepared -c 2 -j 2 -R $((W4_RATE)) -t "$per_client" -f bench/sql/w4_publish.sql bench \
         >"$bw/w4-pgbench.log" 2>&1 || { cat "$bw/w4-pgbench.log"; notok "W4 publishers (pgbench)"; }
@@ -532,6 +600,8 @@ w4() {
     local summary
     summary=$(printf '%s' "$final" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")||"{}"); process.stdout.write(`${j.delivered}/${j.events} delivered, ${j.duplicates} duplicates, ${j.db_check}`)' 2>/dev/null)
     check "W4 sustained run: every event delivered exactly once ($summary)" test $rc = 0
+    if [ -f "$series/w4-sizes.dat" ]; then sed -i "1i # rate $W4_RATE" "$series/w4-sizes.dat"; fi
+    check_series "W4 sustained run: sizes over time" "$series/w4-sizes.dat" && plots_wanted+=(w4-sizes)
     echo "{\"workload\":\"W4cmd\",\"cmd\":\"pgbench -n -M prepared -c 2 -j 2 -R $W4_RATE -t $per_client -f bench/sql/w4_publish.sql bench & node bench/lib/drain.mjs --system outbox --follow 1 --events $total --consumers 2 --batch 100\"}" >>"$results"
 }
 
@@ -549,6 +619,38 @@ want W2worker && w2_worker
 want W3 && w3
 want W4 && w4
 want W8 && w8
+
+###############################################################################
+# Pictures (bench/lib/plots.sh, gnuplot) of the raw series: with --quick into
+# the work folder; else the run's series go to bench/data/ (replacing those of
+# an earlier run, keeping the others) and every picture is drawn from there
+# into bench/plots/. Each picture this run has series for must be drawn.
+###############################################################################
+is_png() { [ -s "$1" ] && [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = 89504e470d0a1a0a ]; }
+pictures() {
+    local data=$series out=$bw/plots
+    if [ $quick = 0 ]; then
+        mkdir -p bench/data bench/plots
+        cp "$series"/*.dat bench/data/ 2>/dev/null
+        data=bench/data out=bench/plots
+    fi
+    [ ${#plots_wanted[@]} -gt 0 ] || return 0
+    local wanted
+    wanted=$(printf '%s\n' "${plots_wanted[@]}" | sort -u | tr '\n' ' ')
+    if ! command -v gnuplot >/dev/null; then
+        notok "pictures: gnuplot is not installed (apt-get install gnuplot-nox): ${wanted}not drawn"; return
+    fi
+    log "pictures: bash bench/lib/plots.sh $data $out"
+    bash bench/lib/plots.sh "$data" "$out" >"$bw/plots.log" 2>&1
+    local rc=$? p f
+    [ $rc = 0 ] || cat "$bw/plots.log"
+    for p in $wanted; do
+        f="$out/$p.png"
+        check "pictures: $p.png drawn from the raw series ($(stat -c %s "$f" 2>/dev/null || echo 0) bytes)" is_png "$f"
+    done
+    check "pictures: bench/lib/plots.sh drew without an error or warning" test $rc = 0
+}
+pictures
 
 if [ $quick = 0 ]; then
     cp "$results" bench/results.jsonl

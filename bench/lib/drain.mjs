@@ -3,6 +3,11 @@
 // was delivered exactly once. Prints one JSON line with the result.
 //
 //   node drain.mjs --system outbox|raw|pgq|pgboss|graphile --events N --consumers C [--batch B]
+//                  [--series FILE]
+//
+// --series FILE keeps the run's raw series for bench/lib/plots.sh: the count
+// delivered sampled every 50 ms (the relay's own counter for --system worker),
+// or with --follow the table sizes the sampler takes; at most 10,000 points.
 //
 // Every system is driven through node-postgres from one node process (one
 // connection per consumer), with the same payload (bench_payload(n)) and a
@@ -10,6 +15,7 @@
 // directory), PGPORT, PGDATABASE, PGUSER.
 import pg from 'pg';
 import { createRequire } from 'node:module';
+import { writeFileSync } from 'node:fs';
 
 const require = createRequire(import.meta.url);
 
@@ -26,6 +32,7 @@ const timeoutMs = Number(args.timeout || 600) * 1000;
 // and sample table sizes every `sampleEvery` seconds.
 const follow = Boolean(Number(args.follow || 0));
 const sampleEvery = Number(args['sample-every'] || 0);
+const seriesFile = args.series || null;
 
 const conn = {
     host: process.env.PGHOST, port: Number(process.env.PGPORT || 5432),
@@ -33,6 +40,20 @@ const conn = {
 };
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// The raw series (--series): rows of numbers, written at the end with a
+// header of `# key value` lines that bench/lib/plots.sh reads.
+let t0 = null;
+const since = () => Number(process.hrtime.bigint() - t0) / 1e9;
+const series = [];
+const SERIES_EVERY_MS = 50;
+function writeSeries(meta, columns) {
+    if (!seriesFile) return;
+    const step = Math.ceil(series.length / 10000) || 1;
+    const rows = series.filter((_, i) => i % step === 0 || i === series.length - 1);
+    const head = Object.entries(meta).map(([k, v]) => `# ${k} ${v}`);
+    writeFileSync(seriesFile, [...head, `# columns ${columns.join(' ')}`, ...rows.map((r) => r.join(' '))].join('\n') + '\n');
+}
 
 // Exactly-once bookkeeping shared by the consumers.
 const seen = new Uint8Array(events + 1);
@@ -145,13 +166,21 @@ const systems = {
             const before = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
             await db.query(`SELECT outbox_subscribe('bench_noop', 'bench.*', 'bench_noop')`);
             const deadline = Date.now() + timeoutMs;
+            // --series: the relay's delivered counter (shared memory, cheap),
+            // read at most every 50 ms between the polls.
+            const counted = async () => Number((await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()')).rows[0].d) - Number(before.rows[0].d);
+            let sampled = -Infinity;
             for (;;) {
+                if (seriesFile && performance.now() - sampled >= SERIES_EVERY_MS) {
+                    sampled = performance.now();
+                    series.push([+since().toFixed(3), await counted()]);
+                }
                 const r = await db.query('SELECT NOT EXISTS (SELECT FROM outbox_events) AS empty');
                 if (r.rows[0].empty || Date.now() > deadline) break;
                 await sleep(5);
             }
-            const after = await db.query('SELECT coalesce(sum(delivered), 0) AS d FROM outbox_worker_stats()');
-            this.handled = Number(after.rows[0].d) - Number(before.rows[0].d);
+            this.handled = await counted();
+            if (seriesFile) series.push([+since().toFixed(3), this.handled]);
         },
         async check(db) {
             // The handler is a no-op: count what the archive holds instead.
@@ -375,7 +404,9 @@ const systems = {
 };
 
 // W4 samples: sizes of the outbox tables and their dead tuples.
-async function sampler(db, t0) {
+const W4_COLUMNS = ['t', 'published', 'delivered', 'outbox_table', 'outbox_indexes', 'archive_table', 'archive_indexes',
+    'dead_tuples', 'live_tuples', 'autovacuums'];
+async function sampler(db) {
     const samples = [];
     const take = async () => {
         const r = await db.query(`
@@ -392,6 +423,7 @@ async function sampler(db, t0) {
         const row = Object.fromEntries(Object.entries(r.rows[0]).map(([k, v]) => [k, Number(v)]));
         const line = { workload: 'W4sample', t: +(Number(process.hrtime.bigint() - t0) / 1e9).toFixed(1), delivered, ...row };
         samples.push(line);
+        series.push(W4_COLUMNS.map((k) => line[k]));
         console.log(JSON.stringify(line));
     };
     let stop = false;
@@ -422,10 +454,15 @@ async function main() {
         await db.query('CHECKPOINT');
     }
     const clients = ['pgboss', 'graphile', 'worker'].includes(system) ? [] : await Promise.all(Array.from({ length: consumers }, client));
-    const t0 = process.hrtime.bigint();
-    const stopSampler = sampleEvery > 0 ? await sampler(await client(), t0) : null;
+    t0 = process.hrtime.bigint();
+    const stopSampler = sampleEvery > 0 ? await sampler(await client()) : null;
+    // --series, consumers in this process: their delivered count every 50 ms.
+    const countHere = seriesFile && !follow && system !== 'worker';
+    if (countHere) series.push([0, 0]);
+    const ticker = countHere ? setInterval(() => series.push([+since().toFixed(3), delivered]), SERIES_EVERY_MS) : null;
     await s.drain(clients, db);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    if (ticker) { clearInterval(ticker); series.push([+seconds.toFixed(3), delivered]); }
     if (stopSampler) await stopSampler();
     await Promise.all(clients.map((c) => c.end()));
     const check = await s.check(db);
@@ -433,6 +470,12 @@ async function main() {
     await db.end();
     const missing = events - delivered;
     const ok = missing === 0 && duplicates === 0 && strays === 0 && check.ok;
+    const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+    if (follow) {
+        writeSeries({ workload: 'W4', system, consumers, events, seconds: seconds.toFixed(1), sample_every_s: sampleEvery, date }, W4_COLUMNS);
+    } else {
+        writeSeries({ workload: 'drain', system, consumers, events, batch, seconds: seconds.toFixed(3), rate: Math.round(delivered / seconds), date }, ['t', 'delivered']);
+    }
     console.log(JSON.stringify({
         workload: follow ? 'W4' : 'W2', system, consumers, events, batch, seconds: +seconds.toFixed(3),
         rate: +(delivered / seconds).toFixed(1), slowest_step_ms: slowestStepMs ? +slowestStepMs.toFixed(1) : null, delivered, duplicates, missing, strays,

@@ -1,5 +1,5 @@
 // Turn bench/run.sh's results.jsonl into bench/RESULTS.md (on stdout).
-import { readFileSync } from 'node:fs';
+import { readFileSync, existsSync } from 'node:fs';
 
 // One or more results files (a run of a subset, e.g. on another build, can be
 // reported with a full one): the first file's machine description is used.
@@ -17,6 +17,17 @@ const fmt = (x, d = 0) => (Number.isFinite(x) ? x.toLocaleString('en-US', { mini
 const ratio = (x) => (Number.isFinite(x) ? `${x.toFixed(2)}×` : 'n/a');
 const mib = (b) => (Number.isFinite(b) ? `${(b / 1048576).toFixed(1)} MiB` : 'n/a');
 const verdict = (met) => (met === null ? '**not measured**' : met ? '**met**' : '**missed**');
+
+// The pictures bench/lib/plots.sh drew into bench/plots/ (next to this
+// report), shown where they exist; each says in its corner when its series
+// were measured.
+const picture = (name, alt) => {
+    if (!existsSync(new URL(`../plots/${name}.png`, import.meta.url))) return;
+    p(`![${alt}](plots/${name}.png)`);
+    p();
+};
+const shown = new Set();
+const pictureOnce = (name, alt) => { if (!shown.has(name)) { shown.add(name); picture(name, alt); } };
 
 const meta = one('meta');
 const settings = one('settings').settings || {};
@@ -48,6 +59,10 @@ p(`| PgQ | ${meta.pgq ? `extension ${meta.pgq}, pgqd ${meta.pgqd}` : 'not measur
 p(`| pg-boss | ${meta.pgboss || 'not measured (see Skipped)'} |`);
 p(`| graphile-worker | ${meta.graphile || 'not measured (see Skipped)'} |`);
 p(`| node | ${meta.node} (node-postgres drives every queue) |`);
+p();
+p('The pictures are drawn by `bench/lib/plots.sh` (gnuplot) from the raw series the run keeps in [`data/`](data/)');
+p('(per-event latencies, delivered counts over time, table sizes; at most 10,000 points each); each names, in its');
+p('lower right corner, when its series were measured.');
 p();
 p('PostgreSQL settings of the throwaway cluster (everything else is the default):');
 p();
@@ -206,6 +221,7 @@ if (!w2w.length && !w3.length) {
             p(`| ${names[sys]} | ${fmt(median(rs.map((l) => l.seconds)), 2)} s | ${fmt(median(rs.map((l) => l.rate)))} | ${sys === 'worker' ? '1.00×' : ratio(rel('worker', sys))} | ${rs.length}, ${rs.every((l) => l.ok) ? 'yes' : '**NO**'} |`);
         }
         p();
+        picture('throughput-drain', 'W2 worker: events delivered per second over the drain, the relay beside claim/complete and the raw-SQL floor');
         const vsRaw = rel('worker', 'raw');
         targets.push(['W2 by the relay: ≥ 0.80× the raw-SQL floor (1 consumer)', ratio(vsRaw), Number.isFinite(vsRaw) ? vsRaw >= 0.8 : null]);
         const peers1 = by('W2').filter((l) => l.consumers === 1 && ['pgq', 'pgboss', 'graphile'].includes(l.system));
@@ -236,7 +252,42 @@ if (!w2w.length && !w3.length) {
         p('|---|---|---|---|---|---|');
         p(`| ${fmt(l.published)} (${fmt(l.published / l.seconds)}/s achieved) | ${fmt(l.handled)} (${fmt(l.distinct_handled)}) | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms | ${fmt(l.max_backlog)} |`);
         p();
+        pictureOnce('latency', 'Latency from commit to delivery: the share of events delivered within a latency (W3 to a SQL handler, W8 to a webhook receiver), p50 and p99 marked');
         targets.push(['W3: p99 ≤ 10 ms from commit to handler', `${fmt(l.p99_ms, 2)} ms`, l.p99_ms <= 10]);
+    }
+}
+
+// ---------------------------------------------------------------- W8
+const w8l = by('W8latency');
+const w8t = by('W8throughput');
+if (w8l.length || w8t.length) {
+    p('## W8: webhooks');
+    p();
+    p('The sink worker delivers to a local Standard Webhooks receiver (`test/webhook/receiver.mjs`, which checks every');
+    p('signature). Latency: pgbench publishes at a fixed rate (as in W3) and the latency is the receiver\'s clock minus the');
+    p('commit time of the order row. Throughput: a backlog published with the workers off, then delivered over the');
+    p('endpoint\'s `max_in_flight` connections, and the same backlog to a no-op SQL handler for comparison; the clock runs');
+    p('until `outbox_events` is empty.');
+    p();
+    p('```');
+    p(one('W8cmd').cmd || '');
+    p('```');
+    p();
+    if (w8l.length) {
+        const l = w8l[w8l.length - 1];
+        p('| events published | received once (distinct) | bad signatures | p50 | p99 | max |');
+        p('|---|---|---|---|---|---|');
+        p(`| ${fmt(l.published)} (${fmt(l.published / l.seconds)}/s achieved of ${fmt(l.rate)}/s, ${l.seconds} s) | ${fmt(l.received)} (${fmt(l.distinct_received)}) | ${fmt(l.bad_signatures)} | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms |`);
+        p();
+        pictureOnce('latency', 'Latency from commit to delivery: the share of events delivered within a latency (W3 to a SQL handler, W8 to a webhook receiver), p50 and p99 marked');
+    }
+    if (w8t.length) {
+        const tn = { webhook: 'webhooks to the receiver', sql: 'the same backlog to a SQL handler' };
+        p(`| backlog delivered | events | connections | time | events/s |`);
+        p('|---|---|---|---|---|');
+        for (const l of w8t) p(`| ${tn[l.target] || l.target} | ${fmt(l.events)} | ${l.target === 'webhook' ? l.connections : '–'} | ${fmt(l.seconds, 2)} s | ${fmt(l.rate)} |`);
+        p();
+        picture('throughput-webhooks', 'W8: a backlog delivered, events per second over time, to the webhook receiver and to a SQL handler');
     }
 }
 
@@ -281,6 +332,7 @@ if (w4s.length) {
     p('table holds about one naptime\'s worth of dead rows. A shorter naptime lowers it.');
     p(`Delivery: ${fmt(w4.delivered)}/${fmt(w4.events)} events, ${w4.duplicates} duplicates, in ${fmt(w4.seconds, 1)} s; ${w4.db_check}.`);
     p();
+    picture('w4-sizes', 'W4: sizes of outbox_events, its indexes and the archive, dead tuples and autovacuums over the sustained run; events published and delivered per second');
     targets.push(['W4: outbox table size flat under sustained load', `${mib(max1)} → ${mib(max2)} over ${fmt(w4.events)} events`, flat]);
 }
 
