@@ -73,13 +73,25 @@ is(sql("SELECT count(*) FROM outbox_metrics() WHERE kind = 'subscription' AND na
           AND lag_seconds_bucket[1] <= lag_seconds_bucket[5] AND lag_seconds_bucket[5] <= lag_seconds_bucket[10]"),
 	'1', 'the buckets are cumulative');
 
+# ---- Delivered directly (SQL subscriptions only, no delivery rows), many at once ----
+sql("CREATE FUNCTION noop(e outbox_events) RETURNS void LANGUAGE sql AS \$\$ SELECT \$\$");
+sql("SELECT count(outbox_subscribe('d' || lpad(i::text, 3, '0'), 'direct.*', 'noop')) FROM generate_series(1, 80) i");
+sql("BEGIN; SELECT count(outbox_publish('direct.one', jsonb_build_object('i', i))) FROM generate_series(1, 5) i; COMMIT;");
+wait_for_relay($node, 'postgres', "SELECT count(*) FROM outbox_events_archive WHERE type = 'direct.one'", 5,
+	'5 events to 80 SQL subscriptions archived');
+is(sql("SELECT count(*) || ' ' || sum(delivered_total) || ' ' || sum(lag_seconds_count) FROM outbox_metrics()
+          WHERE kind = 'subscription' AND name LIKE 'd0%'"), '80 400 400',
+	'each of the 80 subscriptions counted its 5 deliveries (one batch, 80 names)');
+
 # ---- An endpoint answering 410 is disabled: its state shows ----
 sql("SELECT outbox_publish('gone.one', '{}')");
 wait_for_relay($node, 'postgres',
 	"SELECT endpoint_state FROM outbox_metrics() WHERE kind = 'subscription' AND name = 'to_gone'", 'disabled',
 	'the 410 endpoint is shown disabled');
-is(metrics('to_gone', qw(endpoint pending failed_total retried_total)), 'gone 1 0 0',
+is(metrics('to_gone', qw(endpoint pending failed_total retried_total in_flight)), 'gone 1 0 0 0',
 	'its delivery waits (pending), charged nothing');
+is(metrics(undef, qw(due in_flight)), '1 0',
+	'the total counts the waiting delivery as due, not in flight (the event is handed over, not held)');
 
 # ---- The backlog warning: once over the age, once back under ----
 sql("ALTER SYSTEM SET outbox.backlog_warning_age = '2s'; SELECT pg_reload_conf();");
@@ -126,6 +138,26 @@ wait_for_relay($node, 'postgres', "SELECT delivered_total FROM outbox_metrics() 
 	'1', 'and they count again');
 ok(sql("SELECT counters_since > '$since' FROM outbox_metrics() WHERE kind = 'total'") eq 't',
 	'counters_since tells when they started');
+
+# ---- outbox.metrics_max_names bounds the names; the total keeps counting ----
+$node->append_conf('postgresql.conf', "outbox.metrics_max_names = 16\n");
+$node->restart;
+sql("SELECT count(outbox_publish('job.run', '{}')) FROM generate_series(1, 40)");
+sql(q{DO $$
+	DECLARE r record;
+	BEGIN
+		FOR i IN 1..40 LOOP
+			SELECT * INTO r FROM outbox_claim(1, consumer => 'pod-' || i, types => ARRAY['job.*']);
+			PERFORM outbox_complete(ARRAY[r.id], r.lease_token);
+			COMMIT;
+		END LOOP;
+	END $$});
+is(sql("SELECT count(*) <= 16 FROM outbox_metrics() WHERE kind <> 'total' AND counters_since IS NOT NULL"), 't',
+	'at most 16 names kept');
+is(sql("SELECT delivered_total >= 40 AND counters_dropped > 0 FROM outbox_metrics() WHERE kind = 'total'"), 't',
+	'the total counted all 40 deliveries, and how many found no name');
+is(sql("SELECT count(*) FROM pg_shmem_allocations WHERE name = 'outbox metrics table'"), '1',
+	'the table is in shared memory, of a size fixed at start');
 
 stop_receiver($r);
 $node->stop;
