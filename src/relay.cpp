@@ -112,6 +112,7 @@ struct Delivery {
     char *type;
     Datum row;     // the event's outbox_events row, as the handler's argument
     int direct;    // its event's index in the batch's direct events; -1: it has a delivery row
+    bool keyed;    // its event has an ordering key (a delivery row's: the next of the key waits for it)
 };
 
 // An event the batch claimed whose subscriptions are all SQL ones, active,
@@ -683,6 +684,7 @@ dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *
                 d->type = type_name;
                 d->row = arg;
                 d->direct = taken->ndirect;
+                d->keyed = is_keyed;
             }
             taken->ndirect++;
             if (is_keyed)
@@ -865,7 +867,8 @@ relay_batch(int batch_size, BatchResult *out)
             d->row = row_for_delivery(row, d->attempts, last_error, error_null, next_retry, retry_null);
             MemoryContextSwitchTo(old);
         }
-        // The event types, for messages (the rows are in cxt now).
+        // The event types, for messages (the rows are in cxt now), and
+        // whether they have an ordering key.
         for (int i = 0; i < n; i++) {
             HeapTupleHeader th = DatumGetHeapTupleHeader(ds[i].row);
             bool isnull;
@@ -873,6 +876,8 @@ relay_batch(int batch_size, BatchResult *out)
             MemoryContext old = MemoryContextSwitchTo(cxt);
             ds[i].type = isnull ? pstrdup("") : TextDatumGetCString(type);
             MemoryContextSwitchTo(old);
+            (void) GetAttributeByName(th, "ordering_key", &isnull);
+            ds[i].keyed = !isnull;
         }
     }
     spi_end();
@@ -937,6 +942,11 @@ relay_batch(int batch_size, BatchResult *out)
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: archiving");
     settle_delivered(ds, done, n, subs, &taken, started);
+    // A keyed delivery row made: the next delivery of its key to that
+    // subscription becomes claimable once this batch commits (the claim takes
+    // one per key): claim again at once, not at the next poll.
+    for (int i = 0; i < n && !out->more; i++)
+        out->more = done[i] && ds[i].direct < 0 && ds[i].keyed;
     if (dispatched < batch_size && claimed < batch_size) {
         spi_begin();
         out->next_due = next_due(names);
