@@ -257,6 +257,8 @@ constexpr Statement kStatements[] = {
     // URL, static headers ("Name: value"), timeout, maximum in flight, state,
     // breaker (0 closed, 1 open, 2 half-open: one probe), subscription
     // paused, and the signing secrets in force (newest first; NULL: none).
+    // HTTP only, until the worker drives the kafka kind: the deliveries of
+    // Kafka subscriptions wait.
     {Stmt::SinkSubscriptions, "sink subscriptions",
      "SELECT s.name, s.sink, e.name, e.url,"
      " ARRAY(SELECT h.k || ': ' || (h.v #>> '{}') FROM jsonb_each(e.headers) AS h(k, v) ORDER BY h.k),"
@@ -267,7 +269,7 @@ constexpr Statement kStatements[] = {
      " (SELECT string_agg(x.secret, ' ' ORDER BY x.created_at DESC) FROM @extschema@.outbox_endpoint_secrets x"
      "   WHERE x.endpoint = e.name AND (x.expires_at IS NULL OR x.expires_at > statement_timestamp()))"
      " FROM @extschema@.outbox_subscriptions s JOIN @extschema@.outbox_endpoints e ON e.name = s.endpoint"
-     " WHERE s.sink <> 'sql' ORDER BY e.name, s.name",
+     " WHERE s.sink = 'http' ORDER BY e.name, s.name",
      0, {}, PlanChoice::Default},
 
     // Due deliveries of subscription $1, at most $2, leased for $3 seconds:
