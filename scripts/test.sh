@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Build outbox and run its test suites against a real PostgreSQL.
 #
-#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples] [http] [kafka] [webhooks]
+#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples] [http] [kafka] [webhooks] [monitoring]
 #       (default: regress isolation tap; http is the HTTP sink's engine test,
 #       test/http/run.sh, kafka the Kafka sink kind's test against a mock
 #       cluster, test/kafka/run.sh, and webhooks the test receiver's self-test and the
-#       signature examples, examples/webhooks: neither needs PostgreSQL)
+#       signature examples, examples/webhooks: none of them needs PostgreSQL;
+#       monitoring is test/monitoring/run.sh: the Prometheus exporter's
+#       queries and the alert rules against a cluster, which needs Debian's
+#       prometheus-postgres-exporter, prometheus and curl installed)
 #   OUTBOX_TAP_TESTS="test/t/020_relay_wakeup.pl ..." runs only those TAP tests.
 #
 # PG_CONFIG names the PostgreSQL to test against (default: the pg_config on
@@ -164,6 +167,19 @@ for suite in "${suites[@]}"; do
         if grep -qE '^# (selftest|examples) exit [1-9]' "$out"; then
             status=1; [ $bad -eq 0 ] && failed=$((failed + 1))
         fi
+        ;;
+    monitoring)
+        # monitoring/: the exporter's queries scraped and the alert rules
+        # evaluated against a cluster of its own (test/monitoring/run.sh).
+        echo "== monitoring"
+        PGBIN="$pbin" OUTBOX_WORK="$work" timeout 600 bash test/monitoring/run.sh >"$out" 2>&1
+        rc=$?
+        # Its own closing line is not this script's.
+        sed -E 's/^([0-9]+ passed, [0-9]+ failed)$/# monitoring: \1/' "$out"
+        ok=$(grep -cE '^ok( |$)' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")
+        passed=$((passed + ok)); failed=$((failed + bad))
+        if [ $rc -ne 0 ]; then status=1; [ $bad -eq 0 ] && failed=$((failed + 1)); fi
+        scan_logs monitoring "$work/monitoring/postgresql.log"
         ;;
     *)
         echo "unknown suite: $suite"; failed=$((failed + 1)); status=1 ;;
