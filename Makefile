@@ -33,8 +33,10 @@ PROVE_FLAGS  = -I test/t --timer
 PG_CONFIG   ?= pg_config
 PG_CPPFLAGS  = -I$(srcdir)/include
 PG_CXXFLAGS  = -std=c++17 -fno-omit-frame-pointer -Wextra -Wno-unused-parameter -Wno-missing-field-initializers -Wno-sign-compare -Wno-register
-# libcurl: the HTTP sink's transfers; libcrypto: webhook signatures (HMAC-SHA256).
-SHLIB_LINK   = -lcurl -lcrypto -lfmt -lstdc++
+# libcurl: the HTTP sink's transfers; libcrypto: webhook signatures (HMAC-SHA256);
+# librdkafka: the Kafka sink's producers.
+RDKAFKA_LIBS := $(shell pkg-config --libs rdkafka 2>/dev/null || echo -lrdkafka)
+SHLIB_LINK   = -lcurl -lcrypto $(RDKAFKA_LIBS) -lfmt -lstdc++
 
 # Warnings are errors when asked (CI does: make WERROR=1).
 ifeq ($(WERROR),1)

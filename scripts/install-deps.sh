@@ -9,7 +9,10 @@ set -euo pipefail
 # file has to be remade; readline and zlib as Debian's server has them).
 # libcurl4-openssl-dev and libssl-dev: the HTTP sink (libcurl's multi socket
 # interface, libcrypto's HMAC); python3: the HTTP engine test's local server.
-pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libipc-run-perl libcurl4-openssl-dev libssl-dev python3)
+# librdkafka-dev and pkg-config: the Kafka sink (its headers include rdkafka_mock.h, the tests'
+# Kafka cluster, test/kafka/mockcluster.c); kcat: the tests read topics back with it.
+pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libipc-run-perl libcurl4-openssl-dev libssl-dev python3
+      librdkafka-dev pkg-config kcat)
 for arg in "$@"; do
     case $arg in
     --debug-postgres) pkgs+=(bzip2 bison flex pkg-config libreadline-dev zlib1g-dev perl) ;;

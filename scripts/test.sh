@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Build outbox and run its test suites against a real PostgreSQL.
 #
-#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples] [http] [webhooks] [monitoring]
+#   scripts/test.sh [--debug-server] [regress] [isolation] [tap] [bench] [examples] [http] [kafka] [webhooks] [monitoring]
 #       (default: regress isolation tap; http is the HTTP sink's engine test,
-#       test/http/run.sh, and webhooks the test receiver's self-test and the
-#       signature examples, examples/webhooks: neither needs PostgreSQL;
+#       test/http/run.sh, kafka the Kafka sink kind's test against a mock
+#       cluster, test/kafka/run.sh, and webhooks the test receiver's self-test and the
+#       signature examples, examples/webhooks: none of them needs PostgreSQL;
 #       monitoring is test/monitoring/run.sh: the Prometheus exporter's
 #       queries and the alert rules against a cluster, which needs Debian's
 #       prometheus-postgres-exporter, prometheus and curl installed)
@@ -143,11 +144,11 @@ for suite in "${suites[@]}"; do
             echo "$suite/run.sh not present: skipped"
         fi
         ;;
-    http)
-        # The delivery engine alone, against a local server: no PostgreSQL,
-        # so no server logs to scan.
-        echo "== http"
-        bash test/http/run.sh >"$out" 2>&1
+    http|kafka)
+        # A sink's engine alone, against a local server (http) or a mock
+        # cluster (kafka): no PostgreSQL, so no server logs to scan.
+        echo "== $suite"
+        bash "test/$suite/run.sh" >"$out" 2>&1
         rc=$?
         cat "$out"
         ok=$(grep -cE '^ok [0-9]+' "$out"); bad=$(grep -cE '^not ok( |$)' "$out")

@@ -631,13 +631,13 @@ CREATE TABLE @extschema@.outbox_subscriptions (
     paused      boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- Where its deliveries go: 'sql' (the handler, in the relay's batch
-    -- transaction) or 'http' (the endpoint, by the sink worker).
+    -- transaction), 'http' or 'kafka' (the endpoint, by the sink worker).
     sink        text NOT NULL DEFAULT 'sql',
     endpoint    text,
     CONSTRAINT outbox_subscriptions_pkey PRIMARY KEY (name),
     CONSTRAINT outbox_subscriptions_sink_check
         CHECK (sink OPERATOR(pg_catalog.=) 'sql' AND handler IS NOT NULL AND endpoint IS NULL
-               OR sink OPERATOR(pg_catalog.=) 'http' AND handler IS NULL AND endpoint IS NOT NULL),
+               OR sink OPERATOR(pg_catalog.=) ANY ('{http,kafka}'::text[]) AND handler IS NULL AND endpoint IS NOT NULL),
     CONSTRAINT outbox_subscriptions_name_check
         CHECK (name OPERATOR(pg_catalog.<>) ''::text
                AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 255),
@@ -1121,7 +1121,17 @@ COMMENT ON FUNCTION @extschema@.outbox_delivery_stats() IS
 
 CREATE TABLE @extschema@.outbox_endpoints (
     name                 text NOT NULL,
-    url                  text NOT NULL,
+    -- 'http': a webhook URL (url, headers); 'kafka': a Kafka cluster
+    -- (bootstrap_servers, topic, properties).
+    kind                 text NOT NULL DEFAULT 'http',
+    url                  text,
+    bootstrap_servers    text,
+    -- The topic template: a topic name in which ${type} stands for the
+    -- event's type and ${aggregate} for its first segment.
+    topic                text,
+    -- Producer properties (an allow-list; never credentials, which come from
+    -- the file outbox.kafka_credentials_file names): a JSON object of strings.
+    properties           jsonb NOT NULL DEFAULT '{}'::jsonb,
     -- Static headers sent with every delivery: a JSON object of strings.
     headers              jsonb NOT NULL DEFAULT '{}'::jsonb,
     timeout_ms           integer NOT NULL,
@@ -1146,11 +1156,15 @@ CREATE TABLE @extschema@.outbox_endpoints (
     CONSTRAINT outbox_endpoints_name_check
         CHECK (name OPERATOR(pg_catalog.<>) ''::text AND pg_catalog.octet_length(name) OPERATOR(pg_catalog.<=) 255),
     CONSTRAINT outbox_endpoints_state_check
-        CHECK (state OPERATOR(pg_catalog.=) ANY ('{enabled,paused,disabled}'::text[]))
+        CHECK (state OPERATOR(pg_catalog.=) ANY ('{enabled,paused,disabled}'::text[])),
+    CONSTRAINT outbox_endpoints_kind_check
+        CHECK (kind OPERATOR(pg_catalog.=) 'http' AND url IS NOT NULL AND bootstrap_servers IS NULL AND topic IS NULL
+               OR kind OPERATOR(pg_catalog.=) 'kafka' AND url IS NULL AND bootstrap_servers IS NOT NULL
+                  AND topic IS NOT NULL)
 );
 
 COMMENT ON TABLE @extschema@.outbox_endpoints IS
-    'HTTP endpoints that webhook subscriptions deliver to. Change through outbox_create_endpoint() and friends.';
+    'HTTP endpoints and Kafka targets that subscriptions deliver to. Change through outbox_create_endpoint(), outbox_create_kafka_target() and friends.';
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_endpoints', '');
 
@@ -1299,7 +1313,10 @@ AS $$
 DECLARE
     secret text;
 BEGIN
-    PERFORM @extschema@._outbox_lock_endpoint(outbox_rotate_endpoint_secret.name);
+    IF (@extschema@._outbox_lock_endpoint(outbox_rotate_endpoint_secret.name)).kind <> 'http' THEN
+        RAISE EXCEPTION 'endpoint "%" is a Kafka target: it has no signing secret', outbox_rotate_endpoint_secret.name
+            USING ERRCODE = '42809';
+    END IF;
     IF grace IS NULL OR grace < interval '0' OR grace > interval '30 days' THEN
         RAISE EXCEPTION 'grace must be between 0 and 30 days' USING ERRCODE = '22023';
     END IF;
@@ -1331,7 +1348,11 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM @extschema@._outbox_lock_endpoint(outbox_alter_endpoint.name);
+    IF (@extschema@._outbox_lock_endpoint(outbox_alter_endpoint.name)).kind <> 'http' THEN
+        RAISE EXCEPTION 'endpoint "%" is a Kafka target', outbox_alter_endpoint.name
+            USING ERRCODE = '42809',
+                  HINT = 'Drop it and create it again with outbox_create_kafka_target().';
+    END IF;
     IF outbox_alter_endpoint.url IS NOT NULL THEN
         PERFORM @extschema@._outbox_check_webhook_url(outbox_alter_endpoint.url);
     END IF;
@@ -1427,7 +1448,11 @@ BEGIN
     IF outbox_subscribe_webhook.event_type = '' OR octet_length(outbox_subscribe_webhook.event_type) > 255 THEN
         RAISE EXCEPTION 'event_type must have 1 to 255 bytes' USING ERRCODE = '22023';
     END IF;
-    PERFORM @extschema@._outbox_lock_endpoint(outbox_subscribe_webhook.endpoint);
+    IF (@extschema@._outbox_lock_endpoint(outbox_subscribe_webhook.endpoint)).kind <> 'http' THEN
+        RAISE EXCEPTION 'endpoint "%" is not an HTTP endpoint', outbox_subscribe_webhook.endpoint
+            USING ERRCODE = '42809',
+                  HINT = 'Kafka targets take outbox_subscribe_kafka().';
+    END IF;
     INSERT INTO @extschema@.outbox_subscriptions (name, event_type, handler, owner, sink, endpoint)
     VALUES (outbox_subscribe_webhook.name, outbox_subscribe_webhook.event_type, NULL, (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)::regrole,
             'http', outbox_subscribe_webhook.endpoint)
@@ -1443,6 +1468,122 @@ $$;
 
 COMMENT ON FUNCTION @extschema@.outbox_subscribe_webhook(text, text, text) IS
     'Deliver every event whose type matches event_type (''user.*'', ''*'') to an HTTP endpoint, signed (Standard Webhooks).';
+
+-- Kafka targets: rows of outbox_endpoints of kind 'kafka' (so pausing,
+-- resuming, dropping, the breaker and outbox_endpoint_stats() work for them
+-- as for webhooks). _outbox_check_kafka_target checks the bootstrap servers,
+-- the topic template and each producer property (the allow-list, and a value
+-- librdkafka takes) with the sink's own code (kafka.hpp); 22023 names what is
+-- wrong, never a value.
+CREATE FUNCTION @extschema@._outbox_check_kafka_target(bootstrap_servers text, topic text, names text[], "values" text[])
+RETURNS void
+AS 'MODULE_PATHNAME', '_outbox_check_kafka_target'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+CREATE FUNCTION @extschema@.outbox_create_kafka_target(
+    name              text,
+    bootstrap_servers text,
+    topic             text DEFAULT 'outbox.event.${aggregate}',
+    properties        jsonb DEFAULT '{}',
+    timeout           interval DEFAULT NULL,
+    max_in_flight     integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    bad text;
+BEGIN
+    IF outbox_create_kafka_target.name IS NULL THEN
+        RAISE EXCEPTION 'target name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF outbox_create_kafka_target.name = '' OR octet_length(outbox_create_kafka_target.name) > 255 THEN
+        RAISE EXCEPTION 'target name must have 1 to 255 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF outbox_create_kafka_target.bootstrap_servers IS NULL THEN
+        RAISE EXCEPTION 'bootstrap_servers must not be NULL' USING ERRCODE = '22004',
+              HINT = 'Name the brokers as host:port[,host:port...].';
+    END IF;
+    IF outbox_create_kafka_target.topic IS NULL THEN
+        RAISE EXCEPTION 'topic must not be NULL' USING ERRCODE = '22004',
+              HINT = 'Leave it out for the default, outbox.event.${aggregate}.';
+    END IF;
+    IF outbox_create_kafka_target.properties IS NULL THEN
+        RAISE EXCEPTION 'properties must not be NULL' USING ERRCODE = '22004',
+              HINT = 'Pass ''{}'' for none.';
+    END IF;
+    IF jsonb_typeof(outbox_create_kafka_target.properties) <> 'object' THEN
+        RAISE EXCEPTION 'properties must be a JSON object of strings, not %',
+                        jsonb_typeof(outbox_create_kafka_target.properties)
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO bad FROM jsonb_each(outbox_create_kafka_target.properties) AS p(k, v)
+     WHERE jsonb_typeof(v) <> 'string' ORDER BY k LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'property "%" must be a string', bad USING ERRCODE = '22023';
+    END IF;
+    PERFORM @extschema@._outbox_check_kafka_target(
+        outbox_create_kafka_target.bootstrap_servers, outbox_create_kafka_target.topic,
+        ARRAY(SELECT k FROM jsonb_each_text(outbox_create_kafka_target.properties) AS p(k, v) ORDER BY k),
+        ARRAY(SELECT v FROM jsonb_each_text(outbox_create_kafka_target.properties) AS p(k, v) ORDER BY k));
+    PERFORM @extschema@._outbox_check_endpoint_values(NULL, outbox_create_kafka_target.timeout,
+                                                      outbox_create_kafka_target.max_in_flight);
+    INSERT INTO @extschema@.outbox_endpoints (name, kind, bootstrap_servers, topic, properties, timeout_ms, max_in_flight)
+    VALUES (outbox_create_kafka_target.name, 'kafka', outbox_create_kafka_target.bootstrap_servers,
+            outbox_create_kafka_target.topic, outbox_create_kafka_target.properties,
+            coalesce(extract(epoch FROM outbox_create_kafka_target.timeout) * 1000, 30000),
+            coalesce(outbox_create_kafka_target.max_in_flight, 1000))
+    ON CONFLICT ON CONSTRAINT outbox_endpoints_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'endpoint "%" already exists', outbox_create_kafka_target.name
+            USING ERRCODE = '42710',
+                  HINT = 'Choose another name (Kafka targets and HTTP endpoints share names).';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.outbox_create_kafka_target(text, text, text, jsonb, interval, integer) IS
+    'Create a Kafka target for Kafka subscriptions: its brokers, its topic template (${type}, ${aggregate}, or fixed) and allowed producer properties; TLS/SASL credentials come from the file outbox.kafka_credentials_file names.';
+
+CREATE FUNCTION @extschema@.outbox_subscribe_kafka(name text, event_type text, target text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF outbox_subscribe_kafka.name IS NULL THEN
+        RAISE EXCEPTION 'subscription name must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF outbox_subscribe_kafka.event_type IS NULL THEN
+        RAISE EXCEPTION 'event_type must not be NULL' USING ERRCODE = '22004';
+    END IF;
+    IF outbox_subscribe_kafka.name = '' OR octet_length(outbox_subscribe_kafka.name) > 255 THEN
+        RAISE EXCEPTION 'subscription name must have 1 to 255 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF outbox_subscribe_kafka.event_type = '' OR octet_length(outbox_subscribe_kafka.event_type) > 255 THEN
+        RAISE EXCEPTION 'event_type must have 1 to 255 bytes' USING ERRCODE = '22023';
+    END IF;
+    IF (@extschema@._outbox_lock_endpoint(outbox_subscribe_kafka.target)).kind <> 'kafka' THEN
+        RAISE EXCEPTION 'endpoint "%" is not a Kafka target', outbox_subscribe_kafka.target
+            USING ERRCODE = '42809',
+                  HINT = 'Create one with outbox_create_kafka_target(); HTTP endpoints take outbox_subscribe_webhook().';
+    END IF;
+    INSERT INTO @extschema@.outbox_subscriptions (name, event_type, handler, owner, sink, endpoint)
+    VALUES (outbox_subscribe_kafka.name, outbox_subscribe_kafka.event_type, NULL,
+            (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)::regrole,
+            'kafka', outbox_subscribe_kafka.target)
+    ON CONFLICT ON CONSTRAINT outbox_subscriptions_pkey DO NOTHING;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'subscription "%" already exists', outbox_subscribe_kafka.name
+            USING ERRCODE = '42710',
+                  HINT = 'Choose another name, or drop it first with outbox_unsubscribe().';
+    END IF;
+    PERFORM @extschema@._outbox_wake_relay();
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.outbox_subscribe_kafka(text, text, text) IS
+    'Deliver every event whose type matches event_type (''user.*'', ''*'') to a Kafka target: key = ordering key, value = payload, headers id and type (Debezium''s outbox layout).';
 
 CREATE FUNCTION @extschema@.outbox_endpoint_stats()
 RETURNS TABLE (
@@ -1612,6 +1753,9 @@ REVOKE ALL ON FUNCTION
     @extschema@.outbox_resume_endpoint(text),
     @extschema@.outbox_drop_endpoint(text),
     @extschema@.outbox_subscribe_webhook(text, text, text),
+    @extschema@._outbox_check_kafka_target(text, text, text[], text[]),
+    @extschema@.outbox_create_kafka_target(text, text, text, jsonb, interval, integer),
+    @extschema@.outbox_subscribe_kafka(text, text, text),
     @extschema@.outbox_endpoint_stats()
 FROM PUBLIC;
 GRANT SELECT ON TABLE @extschema@.outbox_endpoints TO outbox_admin;
@@ -1623,6 +1767,8 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_resume_endpoint(text),
     @extschema@.outbox_drop_endpoint(text),
     @extschema@.outbox_subscribe_webhook(text, text, text),
+    @extschema@.outbox_create_kafka_target(text, text, text, jsonb, interval, integer),
+    @extschema@.outbox_subscribe_kafka(text, text, text),
     @extschema@.outbox_endpoint_stats()
 TO outbox_admin;
 GRANT EXECUTE ON FUNCTION @extschema@.outbox_endpoint_stats() TO pg_monitor;

@@ -37,6 +37,7 @@ int guc_max_batch_duration_ms = 1000;
 int guc_webhook_timeout_ms = 15000;
 int guc_webhook_max_in_flight = 256;
 bool guc_webhook_allow_private = false;
+char *guc_kafka_credentials_file = nullptr;
 int guc_webhook_breaker_failures = 5;
 int guc_webhook_disable_after_s = 5 * 86400;
 int guc_webhook_max_retry_after_s = 3600;
@@ -257,6 +258,14 @@ define_relay_settings()
         "Off: a delivery whose endpoint resolves to such an address is refused (the check is made on the address "
         "connected to, so DNS cannot get around it). Turn on for endpoints inside your network, and for tests.",
         &guc_webhook_allow_private, false, PGC_SIGHUP, 0, nullptr, nullptr, nullptr);
+
+    DefineCustomStringVariable(
+        "outbox.kafka_credentials_file",
+        "File of the TLS and SASL settings of Kafka targets (empty: none).",
+        "Lines name=value of security.protocol, sasl.* and ssl.* librdkafka properties, read by the sink worker "
+        "when it makes a producer; keep it readable by the server's OS user only. Credentials are never taken "
+        "from SQL, and never logged.",
+        &guc_kafka_credentials_file, "", PGC_SIGHUP, GUC_SUPERUSER_ONLY, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(
         "outbox.webhook_breaker_failures",

@@ -1,5 +1,5 @@
 // The sink worker: the external deliveries of one database (HTTP webhooks
-// today), next to its relay, started by the launcher while the database has a
+// and Kafka topics), next to its relay, started by the launcher while the database has a
 // subscription with an external sink.
 //
 // A loop on one wait: the latch, postmaster death and every sink kind's fd
@@ -99,8 +99,8 @@ char my_dbname[NAMEDATALEN];
 int my_slot = -1;
 Flight *flights = nullptr;  // kMaxFlights, in TopMemoryContext
 int in_flight = 0;
-KindSink kinds[4] = {{"http", nullptr}};
-constexpr int kKinds = 1;
+KindSink kinds[4] = {{"http", nullptr}, {"kafka", nullptr}};
+constexpr int kKinds = 2;
 int wait_fd = -1;  // an epoll fd over every kind's fd
 LogLimit stale_log = {};
 // The targets as last read (in targets_cxt), and when.
@@ -117,6 +117,7 @@ struct RecentSuccess {
 constexpr int kRecentSuccesses = 64;
 RecentSuccess recent_successes[kRecentSuccesses];
 LogLimit secret_log = {};
+LogLimit library_log = {};  // what the kinds' libraries log (librdkafka)
 
 void
 sink_exit(int code, Datum arg)
@@ -219,7 +220,31 @@ struct Target {
     int breaker;  // 0 closed, 1 open, 2 half-open
     bool paused;
     char *secrets;
+    // kafka:
+    char *bootstrap_servers;
+    char *topic;
+    char **properties;  // name, value, ...
+    int nproperties;    // pairs
 };
+
+// A text[] column as C strings (a NULL element: nullptr), in the current
+// memory context.
+char **
+text_array_col(HeapTuple tup, TupleDesc desc, int col, int *n)
+{
+    bool isnull;
+    Datum d = SPI_getbinval(tup, desc, col, &isnull);
+    *n = 0;
+    if (isnull)
+        return nullptr;
+    Datum *elems;
+    bool *nulls;
+    deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false, TYPALIGN_INT, &elems, &nulls, n);
+    char **out = static_cast<char **>(palloc(sizeof(char *) * (*n > 0 ? *n : 1)));
+    for (int i = 0; i < *n; i++)
+        out[i] = nulls[i] ? nullptr : TextDatumGetCString(elems[i]);
+    return out;
+}
 
 Target *
 load_targets(MemoryContext cxt, int *n_out)
@@ -251,6 +276,10 @@ load_targets(MemoryContext cxt, int *n_out)
         t.breaker = DatumGetInt32(SPI_getbinval(tup, desc, 9, &isnull));
         t.paused = DatumGetBool(SPI_getbinval(tup, desc, 10, &isnull));
         t.secrets = text_col(tup, desc, 11);
+        t.bootstrap_servers = text_col(tup, desc, 12);
+        t.topic = text_col(tup, desc, 13);
+        t.properties = text_array_col(tup, desc, 14, &t.nproperties);
+        t.nproperties /= 2;
         MemoryContextSwitchTo(old);
     }
     *n_out = n;
@@ -272,7 +301,24 @@ struct Outgoing {
     int flight;
     char *event_id;
     char *body;
+    // kafka:
+    char *payload;
+    char *type;
+    char *key;
+    char **headers;  // name, value, ...
+    int nheaders;    // pairs
+    int64 occurred_ms;
 };
+
+// Whether the sink of `kind` takes more now (a kind not made yet does).
+bool
+kind_has_room(const char *kind)
+{
+    for (int k = 0; k < kKinds; k++)
+        if (strcmp(kinds[k].kind, kind) == 0)
+            return kinds[k].sink == nullptr || kinds[k].sink->has_room();
+    return true;
+}
 
 // What one claim round found.
 struct ClaimRound {
@@ -329,9 +375,9 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
         outgoing = static_cast<Outgoing *>(MemoryContextAlloc(cxt, sizeof(Outgoing) * (room > 0 ? room : 1)));
         for (int i = 0; i < n && room > 0; i++) {
             Target &t = ts[i];
-            if (t.paused || !t.enabled || t.breaker == 1)
+            if (t.paused || !t.enabled || t.breaker == 1 || !kind_has_room(t.kind))
                 continue;
-            if (t.secrets == nullptr) {
+            if (t.secrets == nullptr && strcmp(t.kind, "http") == 0) {
                 uint64 others;
                 if (log_limit_allows(&secret_log, &others))
                     ereport(WARNING, (errmsg("outbox sink: endpoint \"%s\" has no signing secret: its deliveries wait",
@@ -377,6 +423,12 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
                 o.flight = f;
                 o.event_id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(&fl.id)));
                 o.body = text_col(tup, desc, 4);
+                o.payload = text_col(tup, desc, 6);
+                o.type = text_col(tup, desc, 7);
+                o.key = text_col(tup, desc, 8);
+                o.headers = text_array_col(tup, desc, 9, &o.nheaders);
+                o.nheaders /= 2;
+                o.occurred_ms = DatumGetInt64(SPI_getbinval(tup, desc, 10, &isnull));
                 MemoryContextSwitchTo(old);
             }
         }
@@ -406,13 +458,31 @@ send_claimed(const Claimed &c)
     for (int i = 0; i < nout; i++) {
         const Target &t = ts[outgoing[i].target];
         Sink *sink = sink_of(t.kind);
+        const Outgoing &o = outgoing[i];
+        bool kafka = strcmp(t.kind, "kafka") == 0;
         SinkTarget target = {t.endpoint, t.url, t.headers, t.nheaders, t.timeout_ms, t.secrets,
                              guc_webhook_allow_private};
-        SinkMessage message = {static_cast<uint64_t>(outgoing[i].flight), outgoing[i].event_id, outgoing[i].body,
-                               strlen(outgoing[i].body)};
+        SinkMessage message = {static_cast<uint64_t>(o.flight), o.event_id, o.body, strlen(o.body)};
+        if (kafka) {
+            // The record: key = ordering key, value = the payload's JSON text,
+            // headers id, type and the event's, timestamp = occurred_at.
+            target.bootstrap_servers = t.bootstrap_servers;
+            target.topic = t.topic;
+            target.properties = t.properties;
+            target.nproperties = t.nproperties;
+            target.credentials_file = guc_kafka_credentials_file;
+            message.body = o.payload;
+            message.body_len = strlen(o.payload);
+            message.event_type = o.type;
+            message.key = o.key;
+            message.key_len = o.key != nullptr ? strlen(o.key) : 0;
+            message.event_headers = o.headers;
+            message.nevent_headers = o.nheaders;
+            message.timestamp_ms = o.occurred_ms;
+        }
         if (sink == nullptr || !sink->send(target, message)) {
             // Not even queued: the lease runs out and the attempt is retried.
-            Flight &fl = flights[outgoing[i].flight];
+            Flight &fl = flights[o.flight];
             fl.used = false;
             in_flight--;
         }
@@ -499,9 +569,14 @@ bool
 settle_failure(const SinkResult &r, const Flight &fl, TimestampTz now)
 {
     bool gone = r.outcome == SinkOutcome::Gone;
-    bool give_up = !gone && fl.attempts >= 1 + guc_max_retries;
+    // Busy (the kind's queue was full): sent again soon; neither the
+    // endpoint's breaker nor the failure metrics hear of it.
+    bool busy = r.outcome == SinkOutcome::Busy;
+    bool give_up = !gone && !busy && fl.attempts >= 1 + guc_max_retries;
     TimestampTz next = now;
-    if (!gone && !give_up) {
+    if (busy) {
+        next = now + USECS_PER_SEC;
+    } else if (!gone && !give_up) {
         next = retry_time(now, fl.attempts - 1);
         if (r.outcome == SinkOutcome::Throttled && r.retry_after_s > 0) {
             long wait_s = r.retry_after_s < guc_webhook_max_retry_after_s ? r.retry_after_s
@@ -516,12 +591,12 @@ settle_failure(const SinkResult &r, const Flight &fl, TimestampTz now)
                      Int64GetDatum(fl.token), Int32GetDatum(r.status),
                      PointerGetDatum(clip_error(cstring_to_text(error))),
                      CStringGetTextDatum(give_up ? "failed" : "created"), TimestampTzGetDatum(next),
-                     BoolGetDatum(gone)};
+                     BoolGetDatum(gone || busy)};  // neither was the delivery's failure: uncharged
     char nulls[9] = {' ', ' ', ' ', r.status > 0 ? ' ' : 'n', ' ', ' ', ' ', ' ', '\0'};
     run(Stmt::SinkFailed, args, nulls);
     if (SPI_processed != 1)
         return false;
-    if (!gone)  // a 410 charges nothing: the delivery waits for the endpoint
+    if (!gone && !busy)  // a 410 charges nothing: the delivery waits for the endpoint
         metric_count(MetricKind::Subscription, fl.subscription, give_up ? MetricCount::Failed : MetricCount::Retried);
     if (give_up) {
         char *id = DatumGetCString(DirectFunctionCall1(uuid_out, UUIDPGetDatum(const_cast<pg_uuid_t *>(&fl.id))));
@@ -530,7 +605,8 @@ settle_failure(const SinkResult &r, const Flight &fl, TimestampTz now)
                           errdetail("%s", error),
                           errhint("outbox_failed_deliveries() lists it; outbox_retry_deliveries() queues it again.")));
     }
-    endpoint_result(fl.endpoint, false, gone, error);
+    if (!busy)
+        endpoint_result(fl.endpoint, false, gone, error);
     return true;
 }
 
@@ -550,6 +626,15 @@ collect_results(int *n_out)
         if (sink == nullptr)
             continue;
         sink->turn();
+        int level;
+        char line[512];
+        while (sink->pop_log(level, line, sizeof line)) {
+            uint64 others;
+            if (level >= 6)
+                ereport(DEBUG1, (errmsg("outbox sink: %s", line)));
+            else if (log_limit_allows(&library_log, &others))
+                ereport(LOG, (errmsg("outbox sink: %s", line)));
+        }
         SinkResult r;
         while (sink->pop_result(r)) {
             if (r.tag >= static_cast<uint64_t>(kMaxFlights) || !flights[r.tag].used)

@@ -8,6 +8,7 @@
 namespace outbox {
 
 Sink *make_http_sink(long max_in_flight, char *why, std::size_t why_len) noexcept;  // sink_http.cpp
+Sink *make_kafka_sink(long max_in_flight, char *why, std::size_t why_len) noexcept; // sink_kafka.cpp
 
 namespace {
 
@@ -18,6 +19,7 @@ struct SinkKind {
 
 constexpr SinkKind kKinds[] = {
     {"http", make_http_sink},
+    {"kafka", make_kafka_sink},
 };
 
 } // namespace

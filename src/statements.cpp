@@ -256,7 +256,9 @@ constexpr Statement kStatements[] = {
     // The sink worker's subscriptions with their endpoints: kind, endpoint,
     // URL, static headers ("Name: value"), timeout, maximum in flight, state,
     // breaker (0 closed, 1 open, 2 half-open: one probe), subscription
-    // paused, and the signing secrets in force (newest first; NULL: none).
+    // paused, the signing secrets in force (newest first; NULL: none), and
+    // for Kafka targets the bootstrap servers, the topic template and the
+    // producer properties (name, value, name, value ..., by name).
     {Stmt::SinkSubscriptions, "sink subscriptions",
      "SELECT s.name, s.sink, e.name, e.url,"
      " ARRAY(SELECT h.k || ': ' || (h.v #>> '{}') FROM jsonb_each(e.headers) AS h(k, v) ORDER BY h.k),"
@@ -265,7 +267,10 @@ constexpr Statement kStatements[] = {
      "      WHEN e.breaker_open_until > statement_timestamp() THEN 1 ELSE 2 END,"
      " s.paused,"
      " (SELECT string_agg(x.secret, ' ' ORDER BY x.created_at DESC) FROM @extschema@.outbox_endpoint_secrets x"
-     "   WHERE x.endpoint = e.name AND (x.expires_at IS NULL OR x.expires_at > statement_timestamp()))"
+     "   WHERE x.endpoint = e.name AND (x.expires_at IS NULL OR x.expires_at > statement_timestamp())),"
+     " e.bootstrap_servers, e.topic,"
+     " ARRAY(SELECT x.v FROM jsonb_each_text(e.properties) AS p(k, v),"
+     "       unnest(ARRAY[p.k, p.v]) WITH ORDINALITY AS x(v, o) ORDER BY p.k, x.o)"
      " FROM @extschema@.outbox_subscriptions s JOIN @extschema@.outbox_endpoints e ON e.name = s.endpoint"
      " WHERE s.sink <> 'sql' ORDER BY e.name, s.name",
      0, {}, PlanChoice::Default},
@@ -274,7 +279,10 @@ constexpr Statement kStatements[] = {
     // the attempt counts now (a delivery whose worker dies still uses up its
     // attempts). Per-key order: only the earliest delivery of a key not
     // settled is claimable, so one is in flight per key. Returns the event's
-    // JSON body as the sink sends it, and when it became due (for the lag metric).
+    // JSON body as the sink sends it, and when it became due (for the lag
+    // metric); then what a Kafka record is made of: the payload's JSON text,
+    // the type, the ordering key, the headers (name, value, ...) and
+    // occurred_at in ms.
     {Stmt::SinkClaim, "sink claim",
      "WITH cand AS ("
      " SELECT d.event_id FROM @extschema@.outbox_deliveries d"
@@ -295,7 +303,12 @@ constexpr Statement kStatements[] = {
      "SELECT c.event_id, c.attempts, c.lease_token,"
      " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
      "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text,"
-     " greatest(e.created_on, e.available_at)"
+     " greatest(e.created_on, e.available_at),"
+     " e.payload::text, e.type, e.ordering_key,"
+     " ARRAY(SELECT x.v FROM jsonb_each_text(CASE jsonb_typeof(e.headers) WHEN 'object' THEN e.headers"
+     "        ELSE '{}'::jsonb END) AS h(k, v),"
+     "       unnest(ARRAY[h.k, h.v]) WITH ORDINALITY AS x(v, o) ORDER BY h.k, x.o),"
+     " (extract(epoch FROM e.occurred_at) * 1000)::bigint"
      " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
      3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Custom},
 

@@ -31,6 +31,7 @@ extern int guc_max_batch_duration_ms;
 extern int guc_webhook_timeout_ms;
 extern int guc_webhook_max_in_flight;   // per database (its sink worker)
 extern bool guc_webhook_allow_private;
+extern char *guc_kafka_credentials_file;  // TLS/SASL properties of Kafka targets ("": none)
 extern int guc_webhook_breaker_failures;
 extern int guc_webhook_disable_after_s;
 extern int guc_webhook_max_retry_after_s;
