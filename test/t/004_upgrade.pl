@@ -11,14 +11,18 @@
 # a table squatting a partition's name refused), and the updated extension is
 # the same, object for object, as a fresh CREATE EXTENSION in another
 # database: members, function definitions, privileges and comments, columns,
-# constraints and indexes, the tables pg_dump dumps with their rows. Last,
-# the relay hands an event stored before the update to its subscription.
+# constraints and indexes, the tables pg_dump dumps with their rows, and
+# pg_dump --schema-only of both (plain and --binary-upgrade) is the same.
+# A leased event completes with the token taken before the update; a failed
+# one is retried, and one waiting for its retry is claimed again when due.
+# Last, the relay hands an event stored before the update to its subscription.
 use strict;
 use warnings;
 
 use FindBin;
 use lib $FindBin::RealBin;
 use OutboxCore;
+use IPC::Run ();
 use PostgreSQL::Test::Utils;
 use Test::More;
 
@@ -170,15 +174,21 @@ ok(sql('upgraded', qq{SELECT outbox_heartbeat(ARRAY[ev(1), ev(5)], $worker_a_tok
 is(sql('upgraded', qq{SELECT outbox_complete(ARRAY[ev(1), ev(5)], $worker_a_token)}), '2',
 	'updated: and completes');
 is(sql('upgraded', q{SELECT outbox_retry(ARRAY[ev(6)])}), '1', 'updated: the failed event is retried');
+# 7 failed before the update with a retry scheduled in an hour: its time
+# comes (moved here), and it is claimed again as its second attempt.
+sql('upgraded', q{UPDATE outbox_events SET available_at = now() WHERE id = ev(7)});
 sql('upgraded', q{SELECT outbox_publish('order.created', '{"order": 11}', id => ev(11))});
 is(sql('upgraded', q{
 	CREATE TABLE public.claimed AS SELECT * FROM outbox_claim(100, '1 minute', 'after-update');
 	SELECT string_agg(right(id::text, 2), ' ' ORDER BY id) FROM claimed}),
-	'02 06 09 11', 'updated: a claim takes the due events, customer-7 in order');
-is(sql('upgraded', q{SELECT outbox_complete(array_agg(id), min(lease_token)) FROM claimed}), '4',
+	'02 06 07 09 11', 'updated: a claim takes the due events (the retrying one among them), customer-7 in order');
+is(sql('upgraded', q{SELECT c.attempt || ' ' || e.last_error FROM claimed c JOIN outbox_events e USING (id)
+                      WHERE id = ev(7)}),
+	'2 timeout talking to the broker', 'updated: the retrying event comes back as its second attempt, its error kept');
+is(sql('upgraded', q{SELECT outbox_complete(array_agg(id), min(lease_token)) FROM claimed}), '5',
 	'updated: the claimed events complete');
 is(sql('upgraded', q{SELECT string_agg(right(id::text, 2) || ':' || status, ' ' ORDER BY id) FROM outbox_events_archive}),
-	'01:completed 02:completed 03:completed 04:completed 05:completed 06:completed 08:failed 09:completed 11:completed',
+	'01:completed 02:completed 03:completed 04:completed 05:completed 06:completed 07:completed 08:failed 09:completed 11:completed',
 	'updated: the archive holds what was delivered or discarded, before and after the update');
 
 # The updated extension equals a fresh install of 0.2.0, object for object.
@@ -250,6 +260,57 @@ else
 	write_file("$tmp/fresh", "$fresh_schema\n");
 	diag(scalar `diff -u $tmp/fresh $tmp/upgraded`);
 	fail('the updated extension equals a fresh install of 0.2.0');
+}
+
+# And pg_dump --schema-only of both databases is the same. A plain schema
+# dump shows an extension's members only as its CREATE EXTENSION, so it is
+# compared with --binary-upgrade too, which dumps every member (with its
+# privileges and comments, and the configuration tables' registrations)
+# as pg_upgrade would restore it. Left out: the public schema (the test's
+# own helpers, in the updated database only) and the archive's day
+# partitions (made by outbox_archive_maintain, in the updated database only);
+# masked: OIDs, transaction ids, the database's name, pg_dump's random
+# \restrict key, and the data --binary-upgrade dumps (sequence positions,
+# the stored default of a column added to a table that had rows).
+my $dumpdir = PostgreSQL::Test::Utils::tempdir;
+for my $mode ('plain', 'binary-upgrade')
+{
+	my %dump;
+	for my $db ('upgraded', 'fresh')
+	{
+		my ($out, $err) = ('', '');
+		my @cmd = ($node->installed_command('pg_dump'), '--schema-only', '--exclude-schema=public',
+			'--exclude-table=outbox.outbox_events_archive_p*', '-d', $node->connstr($db));
+		push @cmd, '--binary-upgrade' if $mode eq 'binary-upgrade';
+		IPC::Run::run(\@cmd, '>', \$out, '2>', \$err) or die "pg_dump $db failed: $err";
+		$out = join('', grep { !/binary_upgrade_set_next_|binary_upgrade_set_missing_value/ } split /^/, $out);
+		$out =~ s/\b$db\b/DBNAME/g;
+		$out =~ s/pg_toast_[0-9]+/pg_toast_N/g;
+		$out =~ s/relfrozenxid = '[0-9]+'/relfrozenxid = 'XID'/g;
+		$out =~ s/WHERE oid = '[0-9]+';/WHERE oid = 'OID';/g;
+		$out =~ s/'\{[0-9,]+\}'/'{OIDS}'/g;
+		$out =~ s/^\\(un)?restrict .*/\\$1restrict KEY/mg;
+		# Data, not schema (--binary-upgrade dumps both): the sequences'
+		# positions, and the stored default of a column added to a table
+		# that had rows (its binary_upgrade_set_missing_value line is gone
+		# already).
+		$out =~ s/(pg_catalog\.setval\('[^']+', )[0-9]+, (true|false)\)/$1N)/g;
+		$out =~ s/^-- set missing value\.\n\n\n//mg;
+		$dump{$db} = $out;
+		write_file("$dumpdir/$db.$mode.sql", $out);
+	}
+	like($dump{fresh}, $mode eq 'plain' ? qr/^CREATE EXTENSION IF NOT EXISTS outbox WITH SCHEMA outbox;$/m
+	                                    : qr/^CREATE TABLE outbox\.outbox_deliveries \(/m,
+		"pg_dump --schema-only ($mode) dumps the extension" . ($mode eq 'plain' ? '' : '\'s members'));
+	if ($dump{upgraded} eq $dump{fresh})
+	{
+		pass("pg_dump --schema-only ($mode): the updated database equals the fresh one");
+	}
+	else
+	{
+		diag(scalar `diff -u $dumpdir/fresh.$mode.sql $dumpdir/upgraded.$mode.sql`);
+		fail("pg_dump --schema-only ($mode): the updated database equals the fresh one");
+	}
 }
 
 # The relay, started now, hands the reminder published before the update
