@@ -3,9 +3,9 @@
 # Runs apt-get only when something is missing; needs root (or sudo) then.
 set -euo pipefail
 
-#   bash scripts/install-deps.sh [--debug-postgres] [package ...]
-# --debug-postgres: also what scripts/debug-postgres.sh needs to build
-# PostgreSQL from its release tarball (bison and flex only if a generated
+#   bash scripts/install-deps.sh [--build-postgres] [--package] [package ...]
+# --build-postgres (or its old name --debug-postgres): also what
+# scripts/build-postgres.sh needs to build PostgreSQL from its release tarball (bison and flex only if a generated
 # file has to be remade; readline and zlib as Debian's server has them).
 # libcurl4-openssl-dev and libssl-dev: the HTTP sink (libcurl's multi socket
 # interface, libcrypto's HMAC); python3: the HTTP engine test's local server.
@@ -15,7 +15,7 @@ pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libi
       librdkafka-dev pkg-config kcat)
 for arg in "$@"; do
     case $arg in
-    --debug-postgres) pkgs+=(bzip2 bison flex pkg-config libreadline-dev zlib1g-dev perl) ;;
+    --build-postgres|--debug-postgres) pkgs+=(bzip2 bison flex pkg-config libreadline-dev zlib1g-dev perl) ;;
     *) pkgs+=("$arg") ;;
     esac
 done
