@@ -27,6 +27,7 @@ extern "C" {
 #include "catalog/pg_type.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"  // application_name (15 had it through utils/builtins.h)
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
 }

@@ -10,6 +10,7 @@ extern "C" {
 #include "access/table.h"
 #include "catalog/namespace.h"
 #include "storage/bufmgr.h"
+#include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -32,7 +33,9 @@ struct Plans {
 };
 
 Plans saved = {};
+#if PG_VERSION_NUM < 170000
 OverrideSearchPath *pinned_path = nullptr;
+#endif
 
 // Plans of another installation of the extension (dropped, created again):
 // prepared anew.
@@ -110,6 +113,7 @@ void
 spi_begin()
 {
     (void) extension_schema_oid();  // ERROR now if the extension is not installed
+#if PG_VERSION_NUM < 170000
     if (pinned_path == nullptr) {
         MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
         pinned_path = static_cast<OverrideSearchPath *>(palloc0(sizeof(OverrideSearchPath)));
@@ -118,15 +122,33 @@ spi_begin()
         pinned_path->addTemp = false;
         MemoryContextSwitchTo(old);
     }
+#endif
     if (SPI_connect() != SPI_OK_CONNECT)
         elog(ERROR, "outbox: SPI_connect failed");
+#if PG_VERSION_NUM < 170000
     PushOverrideSearchPath(pinned_path);
+#else
+    // 17 removed override search paths: search_path is set in a GUC nest
+    // level of its own instead, to core's safe path (pg_temp named last, so
+    // that it is not searched first), as core's maintenance commands do.
+    // An ERROR in between: transaction (or subtransaction) abort pops it.
+    (void) NewGUCNestLevel();
+    (void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+                             GUC_ACTION_SAVE, true, 0, false);
+#endif
 }
 
 void
 spi_end()
 {
+#if PG_VERSION_NUM < 170000
     PopOverrideSearchPath();
+#else
+    // Pop the nest level spi_begin made: the one below a new one (calls of
+    // spi_begin and spi_end nest, as PopOverrideSearchPath required, and so
+    // do the nest levels of function calls with SET clauses in between).
+    AtEOXact_GUC(true, NewGUCNestLevel() - 1);
+#endif
     if (SPI_finish() != SPI_OK_FINISH)
         elog(ERROR, "outbox: SPI_finish failed");
 }

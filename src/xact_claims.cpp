@@ -24,6 +24,14 @@ extern "C" {
 
 #include <cstring>
 
+// The local transaction id of this backend's current transaction (17 moved
+// it into PGPROC.vxid).
+#if PG_VERSION_NUM >= 170000
+#define OUTBOX_MY_LXID (MyProc->vxid.lxid)
+#else
+#define OUTBOX_MY_LXID (MyProc->lxid)
+#endif
+
 namespace outbox {
 
 namespace {
@@ -59,7 +67,7 @@ Registry reg = {InvalidLocalTransactionId, nullptr, nullptr, 0, 0, InvalidSubTra
 bool
 current() noexcept
 {
-    return reg.events != nullptr && MyProc != nullptr && reg.lxid == MyProc->lxid;
+    return reg.events != nullptr && MyProc != nullptr && reg.lxid == OUTBOX_MY_LXID;
 }
 
 void
@@ -77,7 +85,7 @@ ensure_registry()
     reg.cap = 8;
     reg.nclaims = 0;
     reg.events = hash_create("outbox claims of this transaction", 256, &ctl, HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
-    reg.lxid = MyProc->lxid;
+    reg.lxid = OUTBOX_MY_LXID;
     reg.newest_marked = InvalidSubTransactionId;
 }
 
