@@ -100,7 +100,10 @@ SELECT outbox_claim(1, types => '{{a},{b}}');
 -- outbox.batch_size and outbox.processing_timeout have the same bounds.
 SET outbox.batch_size = 0;
 \echo :LAST_ERROR_SQLSTATE
+-- (the range in PostgreSQL's message carries units from 18 on: the SQLSTATE only)
+\set VERBOSITY sqlstate
 SET outbox.processing_timeout = '25h';
+\set VERBOSITY default
 \echo :LAST_ERROR_SQLSTATE
 
 -- heartbeat, release, complete, fail: ids and tokens

@@ -108,8 +108,9 @@ DROP TABLE public.outbox_events;
 -- (whoever prepared it would be handed the extension's privileges).
 -------------------------------------------------------------------------------
 -- (DROP EXTENSION leaves the roles' USAGE on the schema: it is not a member
--- object of the extension.)
-REVOKE USAGE ON SCHEMA public FROM outbox_admin;
+-- object of the extension. From PostgreSQL 17 on its record as an initial
+-- privilege, in pg_init_privs, holds the role too: DROP OWNED takes both.)
+DROP OWNED BY outbox_admin;
 DROP ROLE outbox_admin;
 CREATE ROLE outbox_admin;
 CREATE EXTENSION outbox;

@@ -11,10 +11,13 @@ SET outbox.base_backoff = '1h';
 SHOW outbox.base_backoff;
 -- A parallel worker takes the pair as it is (a check of one against the other
 -- failed it: it applies its leader's settings in name order).
-SET force_parallel_mode = on;
+-- (force_parallel_mode is debug_parallel_query from PostgreSQL 16 on)
+SELECT CASE WHEN current_setting('server_version_num')::int >= 160000
+            THEN 'debug_parallel_query' ELSE 'force_parallel_mode' END AS parallel_mode \gset
+SET :parallel_mode = on;
 SET parallel_setup_cost = 0;
 SELECT count(*) FROM outbox_events;
-RESET force_parallel_mode;
+RESET :parallel_mode;
 RESET parallel_setup_cost;
 SELECT outbox_publish('settings.capped', '{}') IS NOT NULL AS published;
 SELECT lease_token AS token, id AS capped_id FROM outbox_claim(1, types => ARRAY['settings.capped']) \gset

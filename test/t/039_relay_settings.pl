@@ -23,10 +23,13 @@ ok( $node->wait_for_log(qr/outbox launcher: not found: role public/),
 is($node->safe_psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'outbox relay'"),
 	'0', 'and starts no relay worker (it does not fall back to the bootstrap superuser)');
 
+# (force_parallel_mode is debug_parallel_query from PostgreSQL 16 on)
+my $parallel_mode = $node->safe_psql('postgres', 'SHOW server_version_num') >= 160000
+	? 'debug_parallel_query' : 'force_parallel_mode';
 # The value stays what the postmaster let through, and nothing else minds it:
 # a parallel query (its workers take the leader's settings) runs.
 is( $node->safe_psql('postgres',
-		"SET force_parallel_mode = on; SET parallel_setup_cost = 0; SELECT count(*) FROM effects"),
+		"SET $parallel_mode = on; SET parallel_setup_cost = 0; SELECT count(*) FROM effects"),
 	'0', 'a parallel query runs while outbox.role is public');
 
 my $warning = qr/outbox\.base_backoff \(3600000 ms\) is above outbox\.max_backoff \(10000 ms\)/;
