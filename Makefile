@@ -69,3 +69,13 @@ check-isolation:
 	$(pg_isolation_regress_installcheck) $(ISOLATION_OPTS) $(ISOLATION)
 check-tap:
 	$(prove_installcheck)
+
+# The release archives, of the committed tree at HEAD (PGXN takes the zip):
+# dist/outbox-<version>.zip and .tar.gz, everything under outbox-<version>/.
+# scripts/check-release.sh checks them.
+DISTNAME = $(EXTENSION)-$(EXTVERSION)
+.PHONY: dist
+dist:
+	mkdir -p dist
+	git archive --format=zip --prefix=$(DISTNAME)/ -o dist/$(DISTNAME).zip HEAD
+	git archive --format=tar.gz --prefix=$(DISTNAME)/ -o dist/$(DISTNAME).tar.gz HEAD
