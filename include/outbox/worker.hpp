@@ -32,7 +32,10 @@ void worker_session(const char *appname);
 
 } // namespace outbox
 
-// The entry point the postmaster starts (bgw_function_name).
+// The entry points the postmaster starts (bgw_function_name): the relay
+// worker's, and the sink worker's (src/sink_worker.cpp). Exported: from
+// PostgreSQL 16 on PGXS builds with -fvisibility=hidden.
 extern "C" {
 PGDLLEXPORT void outbox_worker_main(Datum arg);
+PGDLLEXPORT void outbox_sink_main(Datum arg);
 }
