@@ -5,8 +5,10 @@ set -euo pipefail
 
 #   bash scripts/install-deps.sh [--build-postgres] [--package] [package ...]
 # --build-postgres (or its old name --debug-postgres): also what
-# scripts/build-postgres.sh needs to build PostgreSQL from its release tarball (bison and flex only if a generated
-# file has to be remade; readline and zlib as Debian's server has them).
+# scripts/build-postgres.sh needs to build PostgreSQL from its release tarball
+# (bison and flex only if a generated file has to be remade; readline and zlib
+# as Debian's server has them). --package: what scripts/package.sh needs to
+# build the Debian package and check it (debhelper, pg_buildext, lintian).
 # libcurl4-openssl-dev and libssl-dev: the HTTP sink (libcurl's multi socket
 # interface, libcrypto's HMAC); python3: the HTTP engine test's local server.
 # librdkafka-dev and pkg-config: the Kafka sink (its headers include rdkafka_mock.h, the tests'
@@ -16,6 +18,7 @@ pkgs=(build-essential git postgresql-15 postgresql-server-dev-15 libfmt-dev libi
 for arg in "$@"; do
     case $arg in
     --build-postgres|--debug-postgres) pkgs+=(bzip2 bison flex pkg-config libreadline-dev zlib1g-dev perl) ;;
+    --package) pkgs+=(debhelper dpkg-dev postgresql-server-dev-all lintian) ;;
     *) pkgs+=("$arg") ;;
     esac
 done
