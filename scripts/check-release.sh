@@ -113,7 +113,8 @@ if git rev-parse --git-dir >/dev/null 2>&1; then
         archived=$(python3 -c 'import json, sys, zipfile
 print(json.loads(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))["version"])' \
             "dist/outbox-$version.zip" "outbox-$version/META.json" 2>&1)
-        check "make dist: the archive's META.json says $version (it says $archived: committed?)" test "$archived" = "$version"
+        [ "$archived" = "$version" ] || echo "# the archive's META.json says $archived (is META.json committed?)"
+        check "make dist: the archive's META.json says $version" test "$archived" = "$version"
     else
         check "make dist" false
     fi

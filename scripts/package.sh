@@ -94,11 +94,12 @@ done
 echo "== the suites against the installed package: ${suites[*]} (TAP: $tap_tests)"
 log=$(mktemp)
 PG_CONFIG=$pg_config OUTBOX_WORK=$work/test OUTBOX_TAP_TESTS=$tap_tests \
-    bash "$src/scripts/test.sh" --installed "${suites[@]}" 2>&1 | tee "$log"
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
+    bash "$src/scripts/test.sh" --installed "${suites[@]}" 2>&1 |
+    sed -u -E 's/^([0-9]+ passed, [0-9]+ failed)$/== installed package suites: \1/' | tee "$log"
+line=$(grep -E '^== installed package suites: [0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1)
 rm -f "$log"
 if [ -n "$line" ]; then
-    passed=$((passed + ${line%% passed*}))
+    passed=$((passed + $(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')))
     failed=$((failed + $(echo "$line" | sed -E 's/.* ([0-9]+) failed$/\1/')))
 else
     not_ok "scripts/test.sh --installed printed no summary"
