@@ -15,7 +15,8 @@
 # pg_dump --schema-only of both (plain and --binary-upgrade) is the same.
 # A leased event completes with the token taken before the update; a failed
 # one is retried, and one waiting for its retry is claimed again when due.
-# Last, the relay hands an event stored before the update to its subscription.
+# 0.1.1 installed from its frozen script and updated equals it too. Last, the
+# relay hands an event stored before the update to its subscription.
 use strict;
 use warnings;
 
@@ -46,7 +47,7 @@ my $sqlstate_fn = q{
 	END $$;
 };
 
-for my $db ('upgraded', 'fresh')
+for my $db ('upgraded', 'fresh', 'from011')
 {
 	$node->safe_psql('postgres', "CREATE DATABASE $db");
 	$node->safe_psql($db, "CREATE SCHEMA outbox; $sqlstate_fn");
@@ -242,8 +243,14 @@ my $schema_sql = q{
 	-- the schema's privileges
 	SELECT nspacl::text FROM pg_namespace WHERE nspname = 'outbox';
 };
+# And so does 0.1.1 installed from its frozen script and updated (empty).
+sql('from011', q{CREATE EXTENSION outbox SCHEMA outbox VERSION '0.1.1'});
+is(sql('from011', q{SELECT extversion FROM pg_extension WHERE extname = 'outbox'}), '0.1.1',
+	'0.1.1 installs from its frozen script');
+sql('from011', q{ALTER EXTENSION outbox UPDATE});
 my $upgraded_schema = sql('upgraded', $schema_sql);
 my $fresh_schema = sql('fresh', $schema_sql);
+my $from011_schema = sql('from011', $schema_sql);
 like($fresh_schema, qr/^member function (outbox\.)?_outbox_check_ids\(uuid\[\]\)$/m,
 	'the comparison sees the extension\'s members (the function 0.1.1 adds among them)');
 like($fresh_schema, qr/^member table (outbox\.)?outbox_deliveries$/m, 'and the table 0.2.0 adds');
@@ -261,6 +268,18 @@ else
 	diag(scalar `diff -u $tmp/fresh $tmp/upgraded`);
 	fail('the updated extension equals a fresh install of 0.2.0');
 }
+if ($from011_schema eq $fresh_schema)
+{
+	pass('0.1.1 updated to 0.2.0 equals a fresh install of 0.2.0');
+}
+else
+{
+	my $tmp = PostgreSQL::Test::Utils::tempdir;
+	write_file("$tmp/from011", "$from011_schema\n");
+	write_file("$tmp/fresh", "$fresh_schema\n");
+	diag(scalar `diff -u $tmp/fresh $tmp/from011`);
+	fail('0.1.1 updated to 0.2.0 equals a fresh install of 0.2.0');
+}
 
 # And pg_dump --schema-only of both databases is the same. A plain schema
 # dump shows an extension's members only as its CREATE EXTENSION, so it is
@@ -276,7 +295,7 @@ my $dumpdir = PostgreSQL::Test::Utils::tempdir;
 for my $mode ('plain', 'binary-upgrade')
 {
 	my %dump;
-	for my $db ('upgraded', 'fresh')
+	for my $db ('upgraded', 'fresh', 'from011')
 	{
 		my ($out, $err) = ('', '');
 		my @cmd = ($node->installed_command('pg_dump'), '--schema-only', '--exclude-schema=public',
@@ -302,14 +321,19 @@ for my $mode ('plain', 'binary-upgrade')
 	like($dump{fresh}, $mode eq 'plain' ? qr/^CREATE EXTENSION IF NOT EXISTS outbox WITH SCHEMA outbox;$/m
 	                                    : qr/^CREATE TABLE outbox\.outbox_deliveries \(/m,
 		"pg_dump --schema-only ($mode) dumps the extension" . ($mode eq 'plain' ? '' : '\'s members'));
-	if ($dump{upgraded} eq $dump{fresh})
+	for my $db ('upgraded', 'from011')
 	{
-		pass("pg_dump --schema-only ($mode): the updated database equals the fresh one");
-	}
-	else
-	{
-		diag(scalar `diff -u $dumpdir/fresh.$mode.sql $dumpdir/upgraded.$mode.sql`);
-		fail("pg_dump --schema-only ($mode): the updated database equals the fresh one");
+		my $what = "pg_dump --schema-only ($mode): the database updated from "
+		  . ($db eq 'upgraded' ? '0.1.0' : '0.1.1') . ' equals the fresh one';
+		if ($dump{$db} eq $dump{fresh})
+		{
+			pass($what);
+		}
+		else
+		{
+			diag(scalar `diff -u $dumpdir/fresh.$mode.sql $dumpdir/$db.$mode.sql`);
+			fail($what);
+		}
 	}
 }
 
