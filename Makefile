@@ -38,10 +38,6 @@ PG_CXXFLAGS  = -std=c++17 -fno-omit-frame-pointer -Wextra -Wno-unused-parameter 
 RDKAFKA_LIBS := $(shell pkg-config --libs rdkafka 2>/dev/null || echo -lrdkafka)
 SHLIB_LINK   = -lcurl -lcrypto $(RDKAFKA_LIBS) -lfmt -lstdc++
 
-# PostgreSQL 16 and later build with -Wshadow=compatible-local; src/relay.cpp
-# shadows a local (a MemoryContext named old in inner blocks) that 15 never
-# warned about. Until it is renamed there, that warning stays off.
-PG_CXXFLAGS += $(if $(filter -Wshadow=compatible-local,$(CXXFLAGS)),-Wno-shadow=compatible-local)
 
 # Warnings are errors when asked (CI does: make WERROR=1).
 ifeq ($(WERROR),1)

@@ -807,9 +807,9 @@ relay_batch(int batch_size, BatchResult *out)
     out->more = taken.direct_keyed;
 
     // Used after spi_end too (next_due): in the caller's context, not SPI's.
-    MemoryContext old = MemoryContextSwitchTo(cxt);
+    MemoryContext caller = MemoryContextSwitchTo(cxt);
     ArrayType *names = subscription_names(subs, nsubs, true);
-    MemoryContextSwitchTo(old);
+    MemoryContextSwitchTo(caller);
     int claimed = 0;
     if (names != nullptr) {
         pgstat_report_activity(STATE_RUNNING, "outbox relay: claiming");
