@@ -272,7 +272,8 @@ constexpr Statement kStatements[] = {
     // the attempt counts now (a delivery whose worker dies still uses up its
     // attempts). Per-key order: only the earliest delivery of a key not
     // settled is claimable, so one is in flight per key. Returns the event's
-    // JSON body as the sink sends it.
+    // JSON body as the sink sends it, and whether the event has an ordering
+    // key (settling it may make the next delivery of that key claimable).
     {Stmt::SinkClaim, "sink claim",
      "WITH cand AS ("
      " SELECT d.event_id FROM @extschema@.outbox_deliveries d"
@@ -292,7 +293,8 @@ constexpr Statement kStatements[] = {
      " RETURNING d.event_id, d.attempts, d.lease_token) "
      "SELECT c.event_id, c.attempts, c.lease_token,"
      " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
-     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text"
+     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text,"
+     " e.ordering_key IS NOT NULL"
      " FROM claimed c JOIN @extschema@.outbox_events e ON e.id = c.event_id",
      3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::Custom},
 

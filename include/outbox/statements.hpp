@@ -34,7 +34,7 @@ enum class Stmt : int {
     LockDelivery,       // $1 event id, $2 subscription -> attempts (a due SQL delivery)
     SinkSubscriptions,  // -> subscription, kind, endpoint, url, headers[], timeout_ms, max_in_flight,
                         //   state, breaker (0 closed, 1 open, 2 half-open), paused, secrets
-    SinkClaim,          // $1 subscription, $2 limit, $3 lease secs -> event_id, attempts, token, body
+    SinkClaim,          // $1 subscription, $2 limit, $3 lease secs -> event_id, attempts, token, body, keyed
     SinkDelivered,      // $1 events[], $2 subscriptions[], $3 tokens[], $4 status codes[] -> event_id,
                         //   subscription of those settled (their lease held)
     SinkFailed,         // $1 event, $2 subscription, $3 token, $4 status code, $5 error, $6 status,
