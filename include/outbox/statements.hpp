@@ -76,6 +76,9 @@ enum class PlanChoice {
     Custom,   // planned for its arguments at every execution: statements on
               // outbox_deliveries, a queue table that grows from empty without
               // any invalidation (a generic plan made then scans it whole)
+    GenericDeliveries,  // one generic plan, rebuilt when outbox_deliveries has
+                        // grown a lot (spi.cpp): for statements written so that
+                        // their generic plan reaches it only through an index
 };
 
 struct Statement {
