@@ -656,7 +656,8 @@ settle_in_txn(const SinkResult *results, int n)
                 done[ndone++] = SPI_getbinval(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 1, &isnull);
             }
             Datum arg = PointerGetDatum(construct_array(done, ndone, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-            run(Stmt::ArchiveSettled, &arg, nullptr, false, 1);
+            run(Stmt::SinkArchiveLock, &arg, nullptr);
+            run(Stmt::SinkArchive, &arg, nullptr);
         }
     }
     for (int e = 0; e < nendpoints; e++)

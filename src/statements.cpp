@@ -377,6 +377,53 @@ constexpr Statement kStatements[] = {
      " WHERE d.subscription = ANY ($1) AND d.status = 'created' AND d.available_at > statement_timestamp()",
      1, {TEXTARRAYOID}, PlanChoice::Custom},
 
+    // The sink worker's archive: _outbox_archive_settled($1) (sql/outbox.sql,
+    // which says why each step is as it is) as two plain statements with one
+    // generic plan each, not a plpgsql function planned for its arguments at
+    // every call. Keep the two the same. The lock first, in id order; the
+    // archive then takes a new snapshot (READ COMMITTED), in which another
+    // transaction that settled the event's other deliveries has committed.
+    {Stmt::SinkArchiveLock, "sink archive lock",
+     "SELECT 1 FROM @extschema@.outbox_events e WHERE e.id = ANY ($1) ORDER BY e.id FOR UPDATE",
+     1, {UUIDARRAYOID}, PlanChoice::Generic},
+
+    // Each table reached through its primary key, whatever the estimates.
+    {Stmt::SinkArchive, "sink archive",
+     "WITH found AS MATERIALIZED ("
+     " SELECT x.event_id, x.completed_on"
+     "   FROM (SELECT DISTINCT i.id FROM unnest($1::uuid[]) AS i(id)) i"
+     "   CROSS JOIN LATERAL ("
+     "     SELECT d.event_id, d.completed_on FROM @extschema@.outbox_deliveries d WHERE d.event_id = i.id"
+     "     OFFSET 0) x), "
+     "settled AS ("
+     " SELECT e.id FROM @extschema@.outbox_events e"
+     "  WHERE e.id = ANY ($1) AND e.dispatched_at IS NOT NULL"
+     "    AND NOT EXISTS (SELECT FROM found f WHERE f.event_id = e.id AND f.completed_on IS NULL)), "
+     "outcomes AS ("
+     " DELETE FROM @extschema@.outbox_deliveries d"
+     "  WHERE d.event_id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING d.*), "
+     "gone AS ("
+     " DELETE FROM @extschema@.outbox_events e"
+     "  WHERE e.id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING e.*), "
+     "per_event AS ("
+     " SELECT o.event_id AS id, bool_and(o.status = 'completed') AS ok,"
+     "  max(o.attempts - CASE WHEN o.status = 'completed' THEN 1 ELSE 0 END) AS failures,"
+     "  (array_agg(o.last_error ORDER BY o.completed_on DESC) FILTER (WHERE o.last_error IS NOT NULL))[1]"
+     "    AS last_error,"
+     "  jsonb_object_agg(o.subscription, jsonb_strip_nulls(jsonb_build_object("
+     "   'status', o.status, 'attempts', o.attempts, 'completed_on', o.completed_on,"
+     "   'last_error', o.last_error, 'last_status', o.last_status))) AS deliveries"
+     " FROM outcomes o GROUP BY o.event_id) "
+     "INSERT INTO @extschema@.outbox_events_archive"
+     " (id, seq, type, payload, headers, ordering_key, status, occurred_at, created_on,"
+     "  retry_count, last_error, started_on, completed_on, lease_owner, deliveries) "
+     "SELECT g.id, g.seq, g.type, g.payload, g.headers, g.ordering_key,"
+     " CASE WHEN coalesce(p.ok, true) THEN 'completed' ELSE 'failed' END::@extschema@.outbox_status,"
+     " g.occurred_at, g.created_on, g.retry_count + coalesce(p.failures, 0), coalesce(p.last_error, g.last_error),"
+     " g.dispatched_at, statement_timestamp(), 'outbox relay', coalesce(p.deliveries, '{}'::jsonb)"
+     " FROM gone g LEFT JOIN per_event p ON p.id = g.id",
+     1, {UUIDARRAYOID}, PlanChoice::GenericDeliveries},
+
     // Events handed over whose deliveries are all settled but which are
     // still in outbox_events: settled by transactions that could not see each
     // other (an operator's, in REPEATABLE READ), or whose last delivery went

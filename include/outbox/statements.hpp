@@ -43,6 +43,8 @@ enum class Stmt : int {
                         //   $6 gone -> state, disabled_reason
     SinkReclaim,        // $1 max_retries, $2 subscriptions, $3 all -> became failed
     SinkNextDue,        // $1 subscriptions -> earliest available_at ahead
+    SinkArchiveLock,    // $1 event ids (locked, in id order)
+    SinkArchive,        // $1 event ids (locked) -> those moved to the archive
     SweepSettled,       // $1 limit -> how many settled events left behind moved to the archive
     ArchiveSettled,     // $1 event ids -> how many moved to the archive
     ReclaimXact,        // $1 max_retries, $2 ids (expired, locked by this transaction)
