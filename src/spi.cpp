@@ -11,6 +11,7 @@ extern "C" {
 #include "catalog/namespace.h"
 #include "storage/bufmgr.h"
 #include "utils/guc.h"
+#include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/plancache.h"
 #include "utils/rel.h"
@@ -68,7 +69,8 @@ plan(Stmt which)
     cpp_call([&] { render_sql(s.name, s.text, schema, undispatched, text, sizeof text); });
 
     SPIPlanPtr p = SPI_prepare_cursor(text, s.nargs, const_cast<Oid *>(s.argtypes),
-                                      s.plan == PlanChoice::Generic  ? CURSOR_OPT_GENERIC_PLAN
+                                      s.plan == PlanChoice::Generic || s.plan == PlanChoice::GenericDeliveries
+                                                                     ? CURSOR_OPT_GENERIC_PLAN
                                       : s.plan == PlanChoice::Custom ? CURSOR_OPT_CUSTOM_PLAN
                                                                      : 0);
     if (p == nullptr)
@@ -95,13 +97,23 @@ plan(Stmt which)
 // since it was built (plus a little slack for small tables).
 constexpr BlockNumber kGrowthSlack = 32;
 
+//
+// PlanChoice::GenericDeliveries: the same, by the size of outbox_deliveries
+// (the sink worker's statements, which reach it through its indexes whatever
+// the plan: a plan built on an empty table would scan it, and is rebuilt once
+// it has grown past the slack).
 BlockNumber
-events_blocks(const Statement &s)
+guard_blocks(const Statement &s)
 {
     // The lock the statement takes itself: a locking SELECT takes less than
     // one that writes.
     LOCKMODE mode = strncmp(s.text, "SELECT", 6) == 0 ? RowShareLock : RowExclusiveLock;
-    Relation rel = table_open(events_relid(), mode);
+    Oid relid = s.plan == PlanChoice::GenericDeliveries
+                    ? get_relname_relid("outbox_deliveries", extension_schema_oid())
+                    : events_relid();
+    if (!OidIsValid(relid))
+        elog(ERROR, "outbox: table outbox_deliveries not found");
+    Relation rel = table_open(relid, mode);
     BlockNumber n = RelationGetNumberOfBlocks(rel);
     table_close(rel, NoLock);  // the statement takes the same lock anyway
     return n;
@@ -158,11 +170,11 @@ run(Stmt which, const Datum *values, const char *nulls, bool read_only, long cou
 {
     int i = static_cast<int>(which);
     const Statement &s = statement(which);
-    bool generic = s.plan == PlanChoice::Generic;
+    bool generic = s.plan == PlanChoice::Generic || s.plan == PlanChoice::GenericDeliveries;
     BlockNumber blocks = 0;
     if (generic) {
         forget_stale_plans();
-        blocks = events_blocks(s);
+        blocks = guard_blocks(s);
         if (saved.plans[i] != nullptr && saved.plan_generation[i] != 0 &&
             blocks > 2 * saved.plan_blocks[i] + kGrowthSlack) {
             SPI_freeplan(saved.plans[i]);

@@ -133,10 +133,17 @@ public:
 
 private:
     void finish(Transfer &t, int curl_code) noexcept;
+    void arm_timer(std::int64_t at_ns) noexcept;
 
     void *multi_ = nullptr; // CURLM *
     int epoll_fd_ = -1;
     int timer_fd_ = -1;
+    // curl's timer (CLOCK_MONOTONIC ns; -1: none), and when the timerfd is
+    // set to fire (-1: not set). The timerfd is set again only when curl's
+    // timer moves earlier than it: when curl moves it later (it does on
+    // nearly every call), it fires early and turn() sets it again, once.
+    std::int64_t timer_at_ns_ = -1;
+    std::int64_t timer_armed_ns_ = -1;
     std::list<Transfer> in_flight_;
     std::list<Transfer> done_;
 

@@ -34,7 +34,7 @@ enum class Stmt : int {
     LockDelivery,       // $1 event id, $2 subscription -> attempts (a due SQL delivery)
     SinkSubscriptions,  // -> subscription, kind, endpoint, url, headers[], timeout_ms, max_in_flight,
                         //   state, breaker (0 closed, 1 open, 2 half-open), paused, secrets
-    SinkClaim,          // $1 subscription, $2 limit, $3 lease secs -> event_id, attempts, token, body
+    SinkClaim,          // $1 subscription, $2 limit, $3 lease secs -> event_id, attempts, token, body, keyed
     SinkDelivered,      // $1 events[], $2 subscriptions[], $3 tokens[], $4 status codes[] -> event_id,
                         //   subscription of those settled (their lease held)
     SinkFailed,         // $1 event, $2 subscription, $3 token, $4 status code, $5 error, $6 status,
@@ -43,6 +43,8 @@ enum class Stmt : int {
                         //   $6 gone -> state, disabled_reason
     SinkReclaim,        // $1 max_retries, $2 subscriptions, $3 all -> became failed
     SinkNextDue,        // $1 subscriptions -> earliest available_at ahead
+    SinkArchiveLock,    // $1 event ids (locked, in id order)
+    SinkArchive,        // $1 event ids (locked) -> those moved to the archive
     SweepSettled,       // $1 limit -> how many settled events left behind moved to the archive
     ArchiveSettled,     // $1 event ids -> how many moved to the archive
     ReclaimXact,        // $1 max_retries, $2 ids (expired, locked by this transaction)
@@ -77,6 +79,9 @@ enum class PlanChoice {
     Custom,   // planned for its arguments at every execution: statements on
               // outbox_deliveries, a queue table that grows from empty without
               // any invalidation (a generic plan made then scans it whole)
+    GenericDeliveries,  // one generic plan, rebuilt when outbox_deliveries has
+                        // grown a lot (spi.cpp): for statements written so that
+                        // their generic plan reaches it only through an index
 };
 
 struct Statement {
