@@ -964,6 +964,34 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_subscribe_kafka(text, text, text) IS
     'Deliver every event whose type matches event_type (''user.*'', ''*'') to a Kafka target: key = ordering key, value = payload, headers id and type (Debezium''s outbox layout).';
 
+-- outbox_worker_stats() gains sink_queue (the sink worker's Kafka producers'
+-- queue length): made again, with its privileges. (The library also answers
+-- the 0.1.1 declaration, without the column, until this update.)
+DROP FUNCTION @extschema@.outbox_worker_stats();
+CREATE FUNCTION @extschema@.outbox_worker_stats()
+RETURNS TABLE (
+    database      text,
+    pid           integer,
+    state         text,
+    started_at    timestamptz,
+    delivered     bigint,
+    failed        bigint,
+    retried       bigint,
+    reclaimed     bigint,
+    batches       bigint,
+    last_batch_at timestamptz,
+    last_error    text,
+    last_error_at timestamptz,
+    sink_queue    bigint)
+AS 'MODULE_PATHNAME', 'outbox_worker_stats'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION @extschema@.outbox_worker_stats() IS
+    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started; sink_queue: the records its sink worker''s Kafka producers hold (queued to send or awaiting their delivery report), NULL without a Kafka producer.';
+REVOKE ALL ON FUNCTION @extschema@.outbox_worker_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO outbox_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO pg_monitor;
+
 CREATE FUNCTION @extschema@.outbox_endpoint_stats()
 RETURNS TABLE (
     endpoint             text,

@@ -742,12 +742,13 @@ RETURNS TABLE (
     batches       bigint,
     last_batch_at timestamptz,
     last_error    text,
-    last_error_at timestamptz)
+    last_error_at timestamptz,
+    sink_queue    bigint)
 AS 'MODULE_PATHNAME', 'outbox_worker_stats'
 LANGUAGE C VOLATILE PARALLEL RESTRICTED;
 
 COMMENT ON FUNCTION @extschema@.outbox_worker_stats() IS
-    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started.';
+    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started; sink_queue: the records its sink worker''s Kafka producers hold (queued to send or awaiting their delivery report), NULL without a Kafka producer.';
 
 CREATE FUNCTION @extschema@._outbox_subscription_set_paused(sub text, pause boolean)
 RETURNS void

@@ -87,6 +87,8 @@ $got_sql = $node->poll_query_until('postgres', "SELECT count(*) FROM effects WHE
 $t_sql = time - $t0;
 ok($got_hook && $got_sql, sprintf('the webhook received its 50 (%.2f s) and the SQL handler ran its 50 (%.2f s)',
 		$t_hook, $t_sql));
+ok($node->poll_query_until('postgres', "SELECT sink_queue > 0 FROM outbox_worker_stats() WHERE database = 'postgres'", 't'),
+	'outbox_worker_stats(): sink_queue shows the records the producer holds');
 usleep(4_000_000);    # beyond the timeout: delivery reports failed meanwhile
 is(kafka_done('down'), '0', 'no Kafka delivery completed while the brokers are down');
 is(sql("SELECT count(*) FROM outbox_events WHERE type = 'mix.down'"), '50', 'the 50 events wait in the outbox');
@@ -101,6 +103,8 @@ ok(wait_until(30, sub { receiver_stats($r, '/fast')->{received} >= 121 })
 	'later events still reach the webhook and the SQL handler at once');
 is(mock_cmd($mock, 'up all'), 'ok up all', 'brokers up again');
 wait_for_relay($node, 'postgres', "SELECT count(*) FROM outbox_events", 0, 'the outbox drains');
+ok($node->poll_query_until('postgres', "SELECT sink_queue FROM outbox_worker_stats() WHERE database = 'postgres'", '0'),
+	'and sink_queue is 0 again');
 my %ids = map { ($_->{id} // '') => 1 } @{ read_topic($mock, 'outbox.event.mix') };
 my @want = split /\n/, sql("SELECT id FROM outbox_events_archive WHERE type LIKE 'mix.%'");
 is(scalar(grep { !$ids{$_} } @want), 0, 'read back: every one of the ' . scalar(@want) . ' mix events is on its topic');
