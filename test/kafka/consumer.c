@@ -11,9 +11,10 @@
  * (ID the record's "id" header, "-" when it has none or no key), committing
  * each record's offset (synchronously, after its line is printed and
  * flushed: a member killed between the two gives that record again to the
- * next member, at-least-once as a real consumer). Stops when no record came
- * for IDLE_MS after it had an assignment, or after MAX_MS in all; then
- * commits, leaves the group (consumer_close) and prints "# done N" to stderr.
+ * next member, at-least-once as a real consumer; a commit refused in a
+ * rebalance likewise). Stops when no record came for IDLE_MS after it had an
+ * assignment, or after MAX_MS in all; then commits the positions it has,
+ * leaves the group (consumer_close) and prints "# done N" to stderr.
  *
  * Build: cc -o consumer consumer.c $(pkg-config --cflags --libs rdkafka)
  */
@@ -51,7 +52,7 @@ main(int argc, char **argv)
     rd_kafka_topic_partition_list_t *topics;
     long long idle_ms, max_ms, start, last;
     long n = 0;
-    int i, assigned = 0;
+    int i, assigned = 0, uncommitted = 0;
 
     if (argc < 6) {
         fprintf(stderr, "usage: consumer BOOTSTRAP GROUP IDLE_MS MAX_MS TOPIC...\n");
@@ -118,12 +119,19 @@ main(int argc, char **argv)
             printf("%s %d %lld %s %.*s\n", rd_kafka_topic_name(m->rkt), (int) m->partition,
                    (long long) m->offset, id, m->key ? (int) m->key_len : 1, m->key ? (const char *) m->key : "-");
             fflush(stdout);
-            rd_kafka_commit_message(rk, m, 0);
+            /* Fails during a rebalance (the partition may be another
+             * member's by now): the next owner reads the record again. */
+            if (rd_kafka_commit_message(rk, m, 0) != RD_KAFKA_RESP_ERR_NO_ERROR)
+                uncommitted = 1;
         }
         n++;
         last = now_ms();
         rd_kafka_message_destroy(m);
     }
+    /* What this member still has assigned: its positions, committed
+     * (covers records whose own commit failed in a rebalance). */
+    if (uncommitted || assigned)
+        rd_kafka_commit(rk, NULL, 0);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
     fprintf(stderr, "# done %ld\n", n);

@@ -154,7 +154,8 @@ is($bad_order, 0, 'per key: one partition, its last record is the last event of 
 # ---- A consumer group: exactly once after dedupe on id ----
 my @topics = ('outbox.event.crash', 'outbox.event.calm');
 my ($first) = run_consumers($mock, 'g1', 1, 3000, \@topics, 300);
-my @rest = run_consumers($mock, 'g1', 2, 3000, \@topics);
+# Idle longer than a rebalance takes (a member leaving hands its partitions on).
+my @rest = run_consumers($mock, 'g1', 2, 8000, \@topics);
 my %seen;
 my $read = 0;
 for my $member ($first, @rest)
