@@ -9,7 +9,7 @@
 #                                     workload delivers every event exactly once and that
 #                                     every picture is drawn (into the work folder); prints
 #                                     "ok - ..." / "not ok - ..." lines
-#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W3 W4 W8)
+#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W3 W4 W8 W9)
 #
 # Run as root: it installs the peers and gnuplot if they are missing (apt:
 # postgresql-15-pgq3 pgqd gnuplot-nox; npm: bench/package-lock.json into
@@ -21,19 +21,20 @@
 #
 # Environment: PGBIN, OUTBOX_WORK (work folder), BENCH_PORT, and the sizes
 # W1_SECONDS W1_ROUNDS W2_EVENTS W2_GRAPHILE_EVENTS W2_ROUNDS W3_RATE W3_SECONDS
-# W4_EVENTS W4_RATE W8_RATE W8_SECONDS W8_EVENTS W8_CONNECTIONS.
+# W4_EVENTS W4_RATE W8_RATE W8_SECONDS W8_EVENTS W8_CONNECTIONS W9_RATE W9_SECONDS
+# W9_EVENTS.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(dirname "$here")
 quick=0
-only="W1,W2,W2worker,W3,W4,W8"
+only="W1,W2,W2worker,W3,W4,W8,W9"
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W3,W4,W8]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W3,W4,W8,W9]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -105,6 +106,7 @@ if [ $quick = 1 ]; then
     W1_SECONDS=0; W1_ROUNDS=1; W2_EVENTS=${W2_EVENTS:-1000}; W2_GRAPHILE_EVENTS=${W2_GRAPHILE_EVENTS:-300}; W2_ROUNDS=1
     W3_RATE=${W3_RATE:-200}; W3_SECONDS=${W3_SECONDS:-2}; W4_EVENTS=${W4_EVENTS:-2000}; W4_RATE=${W4_RATE:-2000}
     W8_RATE=${W8_RATE:-200}; W8_SECONDS=${W8_SECONDS:-2}; W8_EVENTS=${W8_EVENTS:-2000}
+    W9_RATE=${W9_RATE:-200}; W9_SECONDS=${W9_SECONDS:-2}; W9_EVENTS=${W9_EVENTS:-2000}
 fi
 W1_SECONDS=${W1_SECONDS:-8}; W1_ROUNDS=${W1_ROUNDS:-5}
 W2_EVENTS=${W2_EVENTS:-100000}; W2_ROUNDS=${W2_ROUNDS:-3}
@@ -121,6 +123,9 @@ W4_EVENTS=${W4_EVENTS:-1000000}; W4_RATE=${W4_RATE:-2000}
 # backlog for comparison.
 W8_RATE=${W8_RATE:-1000}; W8_SECONDS=${W8_SECONDS:-30}; W8_EVENTS=${W8_EVENTS:-50000}
 W8_CONNECTIONS=${W8_CONNECTIONS:-32}
+# W9: Kafka (the mock cluster): latency at 1,000 events/s for 30 s, and a
+# 50,000-event backlog to the Kafka target and to a SQL handler (the ratio).
+W9_RATE=${W9_RATE:-1000}; W9_SECONDS=${W9_SECONDS:-30}; W9_EVENTS=${W9_EVENTS:-50000}; W9_KEYS=${W9_KEYS:-0}
 
 checks_failed=0
 ok() { echo "ok - $*"; }
@@ -199,6 +204,7 @@ log_line_prefix = '%m [%p] %q%a '
 EOF
 cleanup() {
     [ -n "${pgqd_pid:-}" ] && kill "$pgqd_pid" 2>/dev/null
+    [ -n "${w9_pids:-}" ] && kill $w9_pids 2>/dev/null    # W9's mock cluster and its stdin
     "$pbin/pg_ctl" -D "$data" -m fast stop >/dev/null 2>&1
 }
 trap cleanup EXIT
@@ -570,6 +576,140 @@ SQL
 }
 
 ###############################################################################
+# W9: Kafka (the sink worker, to librdkafka's mock cluster: 3 brokers over TCP)
+###############################################################################
+w9() {
+    if [ "$(q "SELECT count(*) FROM pg_proc WHERE proname = 'outbox_create_kafka_target'")" = 0 ]; then
+        skip "W9 Kafka: the installed outbox has no Kafka targets (outbox_create_kafka_target)"
+        return
+    fi
+    if ! cc -O1 -o "$bw/mockcluster" test/kafka/mockcluster.c $(pkg-config --cflags --libs rdkafka) 2>"$bw/w9-build.log"; then
+        cat "$bw/w9-build.log"; notok "W9: build the mock cluster (librdkafka-dev, pkg-config)"; return
+    fi
+    log "W9 Kafka: latency at ${W9_RATE} events/s for ${W9_SECONDS} s; a ${W9_EVENTS}-event backlog to the mock cluster, and to a SQL handler"
+    rm -f "$bw/w9-mock.in"; mkfifo "$bw/w9-mock.in"
+    sleep 100000 >"$bw/w9-mock.in" &
+    local holder=$! i
+    "$bw/mockcluster" 3 outbox.event.order:3 <"$bw/w9-mock.in" >"$bw/w9-mock.out" 2>"$bw/w9-mock.log" &
+    local mock=$!
+    w9_pids="$mock $holder"
+    for i in $(seq 1 100); do [ -s "$bw/w9-mock.out" ] && break; sleep 0.1; done
+    local brokers
+    brokers=$(head -n 1 "$bw/w9-mock.out")
+    if [ -z "$brokers" ]; then cat "$bw/w9-mock.log"; notok "W9: start the mock cluster"; kill $mock $holder 2>/dev/null; return; fi
+    relay off
+    q "TRUNCATE orders, bench_handled, outbox_events, outbox_events_archive, outbox_deliveries"
+    q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
+    q "SELECT outbox_drop_endpoint(name) FROM outbox_endpoints WHERE name LIKE 'bench%'" >/dev/null
+    q "SELECT outbox_create_kafka_target('bench_kafka', '$brokers', max_in_flight => 1000)" >/dev/null
+    q "ALTER SYSTEM SET outbox.webhook_max_in_flight = 2000"
+    q "SELECT outbox_subscribe_kafka('bench_kafka', 'order.*', 'bench_kafka')" >/dev/null
+    q "CHECKPOINT"
+
+    # 1. Latency: commit (track_commit_timestamp of the order row) to the
+    #    broker's acknowledgement (the delivery's completed_on: the statement
+    #    that settled it after the delivery report came), at a fixed rate.
+    relay on
+    sleep 1
+    "$pbin/pgbench" -n -M prepared -c 4 -j 2 -R "$W9_RATE" -T "$W9_SECONDS" -f bench/sql/w3_publish.sql bench \
+        >"$bw/w9-pgbench.log" 2>&1 || { cat "$bw/w9-pgbench.log"; notok "W9 publishers (pgbench)"; }
+    for i in $(seq 1 600); do
+        [ "$(q "SELECT count(*) FROM outbox_events")" = 0 ] && break
+        sleep 0.1
+    done
+    local lat_inner="SELECT pg_xact_commit_timestamp(o.xmin) AS c, extract(epoch FROM (a.deliveries->'bench_kafka'->>'completed_on')::timestamptz - pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms FROM outbox_events_archive a JOIN orders o ON o.id = (a.payload->>'n')::bigint WHERE a.deliveries->'bench_kafka'->>'status' = 'completed'"
+    local latency
+    latency=$("${psql[@]}" -At <<SQL
+\copy $(latency_copy "$lat_inner") TO '$series/w9-latency.rows' WITH (DELIMITER ' ')
+SELECT json_build_object('workload', 'W9latency', 'rate', $W9_RATE, 'seconds', $W9_SECONDS,
+       'published', (SELECT count(*) FROM orders),
+       'left', (SELECT count(*) FROM outbox_events),
+       'events', count(*),
+       'p50_ms', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 3),
+       'p99_ms', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 3),
+       'max_ms', round(max(ms)::numeric, 3))
+  FROM ($lat_inner) x;
+SQL
+)
+    latency=$(printf '%s\n' "$latency" | tail -n 1)
+    echo "$latency" >>"$results"
+    { series_head "$latency" workload rate seconds events p50_ms p99_ms max_ms; echo "# columns t ms"; cat "$series/w9-latency.rows"; } \
+        >"$series/w9-latency.dat" 2>/dev/null
+    rm -f "$series/w9-latency.rows"
+    check_series "W9 Kafka latency: per-event latencies" "$series/w9-latency.dat"
+    local pub events p99
+    read -r pub events p99 <<<"$(printf '%s' "$latency" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write([j.published,j.events,j.p99_ms].join(" "))' 2>/dev/null)"
+    check "W9 Kafka latency: every published event acknowledged (${events:-?} of ${pub:-?}; commit to acknowledgement $(printf '%s' "$latency" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`p50 ${j.p50_ms} ms, p99 ${j.p99_ms} ms, max ${j.max_ms} ms`)' 2>/dev/null); target p99 <= 20 ms)" \
+        test -n "$pub" -a "${pub:-0}" -gt 0 -a "$pub" = "$events"
+
+    # 2. Throughput: a backlog published with the workers off, then delivered
+    #    to the mock cluster; then the same backlog to a no-op SQL handler
+    #    (the relay alone), in the same run, for the ratio.
+    local target t0 t1 secs rate kafka_rate=0 sql_rate=0 w9_key=NULL
+    # W9_KEYS ordering keys (0: none, as W8's backlog): one delivery per key is
+    # in flight at a time, so few keys bound the rate by round trips.
+    [ "$W9_KEYS" -gt 0 ] && w9_key="'k' || (n % $W9_KEYS)"
+    for target in kafka sql; do
+        relay off
+        q "TRUNCATE outbox_events, outbox_events_archive, outbox_deliveries, bench_handled"
+        q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
+        if [ $target = kafka ]; then
+            q "SELECT outbox_subscribe_kafka('bench_kafka', 'order.*', 'bench_kafka')" >/dev/null
+        else
+            q "SELECT outbox_subscribe('bench_sql', 'order.*', 'bench_record')" >/dev/null
+        fi
+        q "SET outbox.require_transaction = off; SELECT count(outbox_publish('order.created', bench_payload(n), $w9_key)) FROM generate_series(1, $W9_EVENTS) n" >/dev/null
+        q "VACUUM ANALYZE outbox_events"
+        local left_now
+        t0=$(date +%s.%N)
+        echo "$t0 $W9_EVENTS" >"$series/w9-throughput-$target.rows"
+        relay on
+        for i in $(seq 1 3000); do
+            left_now=$(q "SELECT count(*) FROM outbox_events")
+            echo "$(date +%s.%N) $left_now" >>"$series/w9-throughput-$target.rows"
+            [ "$left_now" = 0 ] && break
+            sleep 0.1
+        done
+        t1=$(date +%s.%N)
+        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+        rate=$(awk -v n="$W9_EVENTS" -v s="$secs" 'BEGIN { printf "%d", n / s }')
+        [ $target = kafka ] && kafka_rate=$rate || sql_rate=$rate
+        local left archived
+        left=$(q "SELECT count(*) FROM outbox_events"); archived=$(q "SELECT count(*) FROM outbox_events_archive")
+        local line
+        line="{\"workload\":\"W9throughput\",\"target\":\"$target\",\"events\":$W9_EVENTS,\"keys\":$W9_KEYS,\"seconds\":$secs,\"rate\":$rate,\"left\":$left,\"archived\":$archived}"
+        echo "$line" >>"$results"
+        {
+            series_head "$line" workload target events seconds rate
+            echo "# columns t delivered"
+            awk -v t0="$t0" -v n="$W9_EVENTS" '$2 ~ /^[0-9]+$/ { printf "%.3f %d\n", $1 - t0, n - $2 }' "$series/w9-throughput-$target.rows"
+        } >"$series/w9-throughput-$target.dat"
+        rm -f "$series/w9-throughput-$target.rows"
+        check "W9 throughput, $target: $archived of $W9_EVENTS events delivered in $secs s ($rate events/s)" \
+            test "$left" = 0 -a "$archived" = "$W9_EVENTS"
+    done
+    relay off
+    local ratio
+    ratio=$(awk -v k="$kafka_rate" -v s="$sql_rate" 'BEGIN { printf "%.2f", (s > 0 ? k / s : 0) }')
+    echo "{\"workload\":\"W9ratio\",\"kafka_rate\":$kafka_rate,\"sql_rate\":$sql_rate,\"ratio\":$ratio}" >>"$results"
+    log "W9: Kafka drain / SQL-handler drain = $ratio (target >= 0.8)"
+    # The records written to the topic (latency run and backlog, duplicates
+    # counted): each partition's end offset, read from its last record (the
+    # mock cluster keeps a bounded log per partition and drops the oldest).
+    local on_topic
+    on_topic=$(timeout 120 kcat -C -b "$brokers" -t outbox.event.order -o -1 -e -q -f '%o\n' 2>/dev/null |
+        awk '{ n += $1 + 1 } END { print n + 0 }')
+    check "W9: the topic has every event delivered ($on_topic records written for $((pub + W9_EVENTS)) events)" \
+        test "$on_topic" -ge $((pub + W9_EVENTS))
+    q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
+    q "SELECT outbox_drop_endpoint('bench_kafka')" >/dev/null
+    q "ALTER SYSTEM RESET outbox.webhook_max_in_flight"
+    q "SELECT pg_reload_conf()" >/dev/null
+    kill $mock $holder 2>/dev/null; wait $mock $holder 2>/dev/null; w9_pids=
+    [ $quick = 1 ] || echo "{\"workload\":\"W9cmd\",\"cmd\":\"pgbench -n -M prepared -c 4 -j 2 -R $W9_RATE -T $W9_SECONDS -f bench/sql/w3_publish.sql bench (to a Kafka target on the 3-broker mock cluster, test/kafka/mockcluster.c); then a backlog of $W9_EVENTS ($W9_KEYS ordering keys) to the target and to a SQL handler\"}" >>"$results"
+}
+
+###############################################################################
 # W4: growth under a sustained run (publishers at a fixed rate, 2 consumers)
 ###############################################################################
 w4() {
@@ -619,6 +759,7 @@ want W2worker && w2_worker
 want W3 && w3
 want W4 && w4
 want W8 && w8
+want W9 && w9
 
 ###############################################################################
 # Pictures (bench/lib/plots.sh, gnuplot) of the raw series: with --quick into

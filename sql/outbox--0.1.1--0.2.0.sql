@@ -874,6 +874,58 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_create_kafka_target(text, text, text, jsonb, interval, integer) IS
     'Create a Kafka target for Kafka subscriptions: its brokers, its topic template (${type}, ${aggregate}, or fixed) and allowed producer properties; TLS/SASL credentials come from the file outbox.kafka_credentials_file names.';
 
+CREATE FUNCTION @extschema@.outbox_alter_kafka_target(
+    name              text,
+    bootstrap_servers text DEFAULT NULL,
+    topic             text DEFAULT NULL,
+    properties        jsonb DEFAULT NULL,
+    timeout           interval DEFAULT NULL,
+    max_in_flight     integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    ep @extschema@.outbox_endpoints;
+    props jsonb;
+    bad text;
+BEGIN
+    ep := @extschema@._outbox_lock_endpoint(outbox_alter_kafka_target.name);
+    IF ep.kind <> 'kafka' THEN
+        RAISE EXCEPTION 'endpoint "%" is not a Kafka target', outbox_alter_kafka_target.name
+            USING ERRCODE = '42809',
+                  HINT = 'HTTP endpoints take outbox_alter_endpoint().';
+    END IF;
+    props := coalesce(outbox_alter_kafka_target.properties, ep.properties);
+    IF jsonb_typeof(props) <> 'object' THEN
+        RAISE EXCEPTION 'properties must be a JSON object of strings, not %', jsonb_typeof(props)
+            USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO bad FROM jsonb_each(props) AS p(k, v) WHERE jsonb_typeof(v) <> 'string' ORDER BY k LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'property "%" must be a string', bad USING ERRCODE = '22023';
+    END IF;
+    PERFORM @extschema@._outbox_check_kafka_target(
+        coalesce(outbox_alter_kafka_target.bootstrap_servers, ep.bootstrap_servers),
+        coalesce(outbox_alter_kafka_target.topic, ep.topic),
+        ARRAY(SELECT k FROM jsonb_each_text(props) AS p(k, v) ORDER BY k),
+        ARRAY(SELECT v FROM jsonb_each_text(props) AS p(k, v) ORDER BY k));
+    PERFORM @extschema@._outbox_check_endpoint_values(NULL, outbox_alter_kafka_target.timeout,
+                                                      outbox_alter_kafka_target.max_in_flight);
+    UPDATE @extschema@.outbox_endpoints e
+       SET bootstrap_servers = coalesce(outbox_alter_kafka_target.bootstrap_servers, e.bootstrap_servers),
+           topic = coalesce(outbox_alter_kafka_target.topic, e.topic),
+           properties = props,
+           timeout_ms = coalesce(extract(epoch FROM outbox_alter_kafka_target.timeout) * 1000, e.timeout_ms),
+           max_in_flight = coalesce(outbox_alter_kafka_target.max_in_flight, e.max_in_flight)
+     WHERE e.name = outbox_alter_kafka_target.name;
+    PERFORM @extschema@._outbox_wake_relay();
+END
+$$;
+
+COMMENT ON FUNCTION @extschema@.outbox_alter_kafka_target(text, text, text, jsonb, interval, integer) IS
+    'Change a Kafka target: its brokers, topic template, producer properties (the whole object: pass every property to keep), timeout or max_in_flight; NULL keeps a value. The sink makes a new producer with the new settings.';
+
 CREATE FUNCTION @extschema@.outbox_subscribe_kafka(name text, event_type text, target text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -914,9 +966,38 @@ $$;
 COMMENT ON FUNCTION @extschema@.outbox_subscribe_kafka(text, text, text) IS
     'Deliver every event whose type matches event_type (''user.*'', ''*'') to a Kafka target: key = ordering key, value = payload, headers id and type (Debezium''s outbox layout).';
 
+-- outbox_worker_stats() gains sink_queue (the sink worker's Kafka producers'
+-- queue length): made again, with its privileges. (The library also answers
+-- the 0.1.1 declaration, without the column, until this update.)
+DROP FUNCTION @extschema@.outbox_worker_stats();
+CREATE FUNCTION @extschema@.outbox_worker_stats()
+RETURNS TABLE (
+    database      text,
+    pid           integer,
+    state         text,
+    started_at    timestamptz,
+    delivered     bigint,
+    failed        bigint,
+    retried       bigint,
+    reclaimed     bigint,
+    batches       bigint,
+    last_batch_at timestamptz,
+    last_error    text,
+    last_error_at timestamptz,
+    sink_queue    bigint)
+AS 'MODULE_PATHNAME', 'outbox_worker_stats'
+LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+
+COMMENT ON FUNCTION @extschema@.outbox_worker_stats() IS
+    'One row per database the relay serves: its worker''s pid, what it is doing, and its counters (delivered, failed, retried, reclaimed, batches) since the server started; sink_queue: the records its sink worker''s Kafka producers hold (queued to send or awaiting their delivery report), NULL without a Kafka producer.';
+REVOKE ALL ON FUNCTION @extschema@.outbox_worker_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO outbox_admin;
+GRANT EXECUTE ON FUNCTION @extschema@.outbox_worker_stats() TO pg_monitor;
+
 CREATE FUNCTION @extschema@.outbox_endpoint_stats()
 RETURNS TABLE (
     endpoint             text,
+    kind                 text,
     url                  text,
     state                text,
     disabled_reason      text,
@@ -932,7 +1013,9 @@ RETURNS TABLE (
 LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT e.name, @extschema@._outbox_redact_url(e.url), e.state, e.disabled_reason,
+    SELECT e.name, e.kind,
+           CASE WHEN e.kind = 'kafka' THEN e.bootstrap_servers ELSE @extschema@._outbox_redact_url(e.url) END,
+           e.state, e.disabled_reason,
            CASE WHEN e.breaker_open_until IS NULL THEN 'closed'
                 WHEN e.breaker_open_until > now() THEN 'open' ELSE 'half-open' END,
            count(*) FILTER (WHERE d.status = 'created'),
@@ -948,7 +1031,7 @@ AS $$
 $$;
 
 COMMENT ON FUNCTION @extschema@.outbox_endpoint_stats() IS
-    'Per endpoint: its state (enabled, paused, disabled and why), breaker, deliveries pending, in flight and failed, oldest pending age, last success and last error.';
+    'Per endpoint (kind http or kafka; url the webhook URL, redacted, or the Kafka target''s bootstrap servers): its state (enabled, paused, disabled and why), breaker, deliveries pending, in flight and failed, oldest pending age, last success and last error.';
 
 REVOKE ALL ON TABLE @extschema@.outbox_endpoints, @extschema@.outbox_endpoint_secrets FROM PUBLIC;
 REVOKE ALL ON FUNCTION
@@ -967,6 +1050,7 @@ REVOKE ALL ON FUNCTION
     @extschema@.outbox_subscribe_webhook(text, text, text),
     @extschema@._outbox_check_kafka_target(text, text, text[], text[]),
     @extschema@.outbox_create_kafka_target(text, text, text, jsonb, interval, integer),
+    @extschema@.outbox_alter_kafka_target(text, text, text, jsonb, interval, integer),
     @extschema@.outbox_subscribe_kafka(text, text, text),
     @extschema@.outbox_endpoint_stats()
 FROM PUBLIC;
@@ -980,6 +1064,7 @@ GRANT EXECUTE ON FUNCTION
     @extschema@.outbox_drop_endpoint(text),
     @extschema@.outbox_subscribe_webhook(text, text, text),
     @extschema@.outbox_create_kafka_target(text, text, text, jsonb, interval, integer),
+    @extschema@.outbox_alter_kafka_target(text, text, text, jsonb, interval, integer),
     @extschema@.outbox_subscribe_kafka(text, text, text),
     @extschema@.outbox_endpoint_stats()
 TO outbox_admin;

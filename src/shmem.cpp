@@ -52,6 +52,7 @@ struct RelaySlot {
     int sink_pid;                  // the sink worker's pid while it runs, else 0
     Latch *sink_latch;             // its latch while it runs, else null
     char sink_activity[kActivityLen];
+    pg_atomic_uint64 sink_queue;   // its Kafka producers' queue length + 1 (0: none)
 };
 
 struct RelayShared {
@@ -84,6 +85,7 @@ reset_slot(RelaySlot *s)
     pg_atomic_init_u64(&s->retried, 0);
     pg_atomic_init_u64(&s->reclaimed, 0);
     pg_atomic_init_u64(&s->batches, 0);
+    pg_atomic_init_u64(&s->sink_queue, 0);
 }
 
 void
@@ -403,8 +405,16 @@ slot_sink_detach(int i)
     if (slot_at(i)->sink_pid == MyProcPid) {
         slot_at(i)->sink_pid = 0;
         slot_at(i)->sink_latch = nullptr;
+        pg_atomic_write_u64(&slot_at(i)->sink_queue, 0);
     }
     unlock();
+}
+
+void
+slot_sink_set_queue(int i, long queued) noexcept
+{
+    if (relay_shared != nullptr && i >= 0)
+        pg_atomic_write_u64(&slot_at(i)->sink_queue, queued < 0 ? 0 : static_cast<uint64>(queued) + 1);
 }
 
 void
@@ -509,6 +519,7 @@ slots_view(SlotView *out)
         v.retried = pg_atomic_read_u64(&s->retried);
         v.reclaimed = pg_atomic_read_u64(&s->reclaimed);
         v.batches = pg_atomic_read_u64(&s->batches);
+        v.sink_queue = static_cast<int64>(pg_atomic_read_u64(&s->sink_queue)) - 1;
         v.last_batch_at = s->last_batch_at;
         v.last_error_at = s->last_error_at;
         memcpy(v.last_error, s->last_error, kLastErrorLen);

@@ -438,6 +438,14 @@ public:
     std::size_t in_flight() const noexcept override { return in_flight_; }
     std::size_t results_waiting() const noexcept override { return results_.size(); }
     bool has_room() const noexcept override { return !full_; }
+    long queue_length() const noexcept override
+    {
+        long n = 0;
+        for (auto &kv : producers_)
+            if (kv.second->rk != nullptr)
+                n += rd_kafka_outq_len(kv.second->rk);
+        return n;
+    }
 
     bool pop_log(int &level, char *buf, std::size_t len) noexcept override
     {

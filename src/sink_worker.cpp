@@ -961,6 +961,11 @@ sink_loop()
                 }
                 if (in_flight == 0)
                     slot_sink_set_activity(my_slot, "idle");
+                long queued = -1;  // the producers' own queues, for outbox_worker_stats()
+                for (int k = 0; k < kKinds; k++)
+                    if (kinds[k].sink != nullptr && kinds[k].sink->queue_length() >= 0)
+                        queued = (queued < 0 ? 0 : queued) + kinds[k].sink->queue_length();
+                slot_sink_set_queue(my_slot, queued);
                 long until = ms_until(next_claim);
                 if (until < sleep_ms)
                     sleep_ms = until;

@@ -22,11 +22,13 @@ OUTBOX_SQL_FUNCTION(outbox_worker_stats)
                                 "in outbox.databases, and restart the server.")));
     InitMaterializedSRF(fcinfo, 0);
     ReturnSetInfo *rsinfo = reinterpret_cast<ReturnSetInfo *>(fcinfo->resultinfo);
-    constexpr int kCols = 12;
-    if (rsinfo->setDesc->natts != kCols)
+    // 13 columns; 12 as 0.1.1 declared it (no sink_queue), until ALTER EXTENSION UPDATE.
+    constexpr int kCols = 13;
+    const int ncols = rsinfo->setDesc->natts;
+    if (ncols != kCols && ncols != kCols - 1)
         ereport(ERROR, (errcode(ERRCODE_DATATYPE_MISMATCH),
                         errmsg("outbox_worker_stats() is declared with %d columns; this library returns %d",
-                               rsinfo->setDesc->natts, kCols),
+                               ncols, kCols),
                         errhint("The extension's SQL objects and its library do not match: run ALTER EXTENSION outbox UPDATE.")));
 
     SlotView *slots = static_cast<SlotView *>(palloc(sizeof(SlotView) * relay_slot_count()));
@@ -52,7 +54,9 @@ OUTBOX_SQL_FUNCTION(outbox_worker_stats)
         isnull[10] = s->last_error[0] == '\0';
         v[11] = TimestampTzGetDatum(s->last_error_at);
         isnull[11] = s->last_error_at == 0;
-        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, isnull);
+        v[12] = Int64GetDatum(s->sink_queue);
+        isnull[12] = s->sink_queue < 0;
+        tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, v, isnull);  // the first ncols
     }
     return (Datum) 0;
 }

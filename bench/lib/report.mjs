@@ -291,6 +291,42 @@ if (w8l.length || w8t.length) {
     }
 }
 
+// ---------------------------------------------------------------- W9
+const w9l = by('W9latency');
+const w9t = by('W9throughput');
+if (w9l.length || w9t.length) {
+    p('## W9: Kafka');
+    p();
+    p('The sink worker produces to librdkafka\'s mock cluster (`test/kafka/mockcluster.c`: 3 brokers, a real Kafka');
+    p('protocol server over TCP on this machine; an idempotent producer, `acks=all`). Latency: pgbench publishes at a');
+    p('fixed rate (as in W3); the latency is from the commit time of the order row to the delivery\'s `completed_on`,');
+    p('the statement that settled it once the delivery report (the brokers\' acknowledgement) came. Throughput: a backlog');
+    p('(`keys` ordering keys; 0: none) published with the workers off, then delivered to the mock cluster, and the same backlog');
+    p('to a no-op SQL handler in the same run; the clock runs until `outbox_events` is empty.');
+    p();
+    p('```');
+    p(one('W9cmd').cmd || '');
+    p('```');
+    p();
+    if (w9l.length) {
+        const l = w9l[w9l.length - 1];
+        p('| events published | acknowledged | p50 | p99 | max |');
+        p('|---|---|---|---|---|');
+        p(`| ${fmt(l.published)} (${fmt(l.published / l.seconds)}/s achieved of ${fmt(l.rate)}/s, ${l.seconds} s) | ${fmt(l.events)} | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms |`);
+        p();
+        targets.push(['W9: p99 ≤ 20 ms from commit to broker acknowledgement at 1,000 events/s', `${fmt(l.p99_ms, 2)} ms`, l.p99_ms <= 20]);
+    }
+    if (w9t.length) {
+        const tn = { kafka: 'to the Kafka target (mock cluster)', sql: 'the same backlog to a SQL handler' };
+        p(`| backlog delivered | events | time | events/s |`);
+        p('|---|---|---|---|');
+        for (const l of w9t) p(`| ${tn[l.target] || l.target} | ${fmt(l.events)} | ${fmt(l.seconds, 2)} s | ${fmt(l.rate)} |`);
+        p();
+        const r = one('W9ratio');
+        if (r.ratio !== undefined) targets.push(['W9: Kafka drain ≥ 0.8× the SQL-handler drain', `${fmt(r.ratio, 2)}×`, r.ratio >= 0.8]);
+    }
+}
+
 // ---------------------------------------------------------------- W4
 const w4s = by('W4sample');
 const w4 = one('W4');

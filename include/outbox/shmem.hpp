@@ -78,6 +78,9 @@ int slot_sink_pid(int i);
 bool slot_sink_attach(int i, Oid dboid, char *dbname);
 void slot_sink_detach(int i);
 void slot_sink_set_activity(int i, const char *what);
+// The length of the sink's library queues (Sink::queue_length(), summed over
+// kinds; -1: no kind has one); no lock, raises nothing.
+void slot_sink_set_queue(int i, long queued) noexcept;
 // The latch of the sink worker serving `dboid`, or null (lock shared; raises
 // nothing).
 Latch *slot_sink_latch_of(Oid dboid) noexcept;
@@ -108,6 +111,7 @@ struct SlotView {
     TimestampTz last_batch_at;
     TimestampTz last_error_at;
     char last_error[kLastErrorLen];
+    int64 sink_queue;  // -1: no sink queue (no sink worker, or no Kafka producer kind)
 };
 // Copies of the assigned slots into out (relay_slot_count() entries); returns how many.
 int slots_view(SlotView *out);

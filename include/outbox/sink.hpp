@@ -97,6 +97,10 @@ public:
     // claim nothing for this kind until it is true again). Kinds without a
     // queue of their own always do.
     virtual bool has_room() const noexcept { return true; }
+    // How many messages its library's own queue holds (kafka: librdkafka's
+    // outq, waiting to be sent or for their delivery report, over every
+    // producer); -1 for a kind without such a queue.
+    virtual long queue_length() const noexcept { return -1; }
     // The next line its library logged (queued, and handed over here on the
     // worker's own thread, for the worker to log), if any. level is syslog's
     // (3 error, 4 warning, 6 info, 7 debug); the text is safe to log.

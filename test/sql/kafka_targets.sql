@@ -74,6 +74,25 @@ SELECT try($$SELECT outbox_subscribe_kafka('x', 'order.*', 'hook')$$);
 SELECT try($$SELECT outbox_subscribe_webhook('x', 'order.*', 'kafka')$$);
 SELECT try($$SELECT outbox_rotate_endpoint_secret('kafka')$$);
 SELECT try($$SELECT outbox_alter_endpoint('kafka', url => 'http://127.0.0.1:9/x')$$);
+-- outbox_alter_kafka_target: NULL keeps a value; properties are replaced as
+-- a whole; the checks of outbox_create_kafka_target apply, and a refused
+-- change changes nothing.
+SELECT outbox_alter_kafka_target('kafka-typed', bootstrap_servers => 'kafka-2.internal:9092', max_in_flight => 80);
+SELECT outbox_alter_kafka_target('kafka-typed', topic => 'events.${aggregate}', properties => '{"linger.ms": "50"}',
+                                 timeout => '20 seconds');
+SELECT name, bootstrap_servers, topic, properties, timeout_ms, max_in_flight FROM outbox_endpoints WHERE name = 'kafka-typed';
+SELECT try($$SELECT outbox_alter_kafka_target('kafka-typed', 'k')$$);
+SELECT try($$SELECT outbox_alter_kafka_target('kafka-typed', topic => 'a topic')$$);
+SELECT try($$SELECT outbox_alter_kafka_target('kafka-typed', properties => '{"acks": "1"}')$$);
+SELECT try($$SELECT outbox_alter_kafka_target('kafka-typed', properties => '{"sasl.password": "hunter2"}')$$);
+SELECT try($$SELECT outbox_alter_kafka_target('kafka-typed', properties => '[]')$$);
+SELECT try($$SELECT outbox_alter_kafka_target('kafka-typed', max_in_flight => 0)$$);
+SELECT try($$SELECT outbox_alter_kafka_target('hook', 'k:9092')$$);
+SELECT try($$SELECT outbox_alter_kafka_target('nope', 'k:9092')$$);
+SELECT try($$SELECT outbox_alter_kafka_target(NULL, 'k:9092')$$);
+SELECT name, bootstrap_servers, topic, properties, timeout_ms, max_in_flight FROM outbox_endpoints WHERE name = 'kafka-typed';
+-- outbox_endpoint_stats() shows the kind, and a Kafka target's brokers as its url.
+SELECT endpoint, kind, url FROM outbox_endpoint_stats() ORDER BY endpoint;
 -- The table itself refuses a row that mixes the kinds.
 SELECT try($$UPDATE outbox_endpoints SET url = 'http://x/' WHERE name = 'kafka'$$);
 SELECT try($$INSERT INTO outbox_subscriptions (name, event_type, owner, sink, endpoint)
@@ -87,7 +106,7 @@ SELECT outbox_resume_endpoint('kafka');
 SELECT try($$SELECT outbox_drop_endpoint('kafka')$$);
 SELECT outbox_unsubscribe('orders_to_kafka');
 SELECT outbox_drop_endpoint('kafka');
-SELECT endpoint, url, state, breaker, pending FROM outbox_endpoint_stats() ORDER BY endpoint;
+SELECT endpoint, kind, url, state, breaker, pending FROM outbox_endpoint_stats() ORDER BY endpoint;
 
 -- The credentials file is a setting only superusers see and set.
 SELECT name, setting, context FROM pg_settings WHERE name = 'outbox.kafka_credentials_file';
