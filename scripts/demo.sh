@@ -150,6 +150,10 @@ SELECT type, subscription, attempts, last_error FROM outbox_failed_deliveries();
 \echo == Statistics
 SELECT * FROM outbox_stats();
 SELECT database, state, delivered, failed, retried FROM outbox_worker_stats();
+-- Per subscription (what Prometheus scrapes through monitoring/queries.yaml).
+SELECT kind, name, pending, failed, delivered_total AS delivered, retried_total AS retried,
+       failed_total AS failed_for_good, round((lag_p50_seconds * 1000)::numeric, 1) AS lag_p50_ms
+  FROM outbox_metrics();
 \echo
 \echo == And the guard: outbox.require_transaction = error refuses a publish outside a transaction
 \set ON_ERROR_STOP 0
