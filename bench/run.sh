@@ -617,7 +617,7 @@ w9() {
         [ "$(q "SELECT count(*) FROM outbox_events")" = 0 ] && break
         sleep 0.1
     done
-    local lat_inner="SELECT pg_xact_commit_timestamp(o.xmin) AS c, extract(epoch FROM (a.deliveries->'bench_kafka'->>'completed_on')::timestamptz - pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms FROM outbox_events_archive a JOIN orders o ON o.id = (a.payload->>'n')::bigint WHERE a.deliveries->'bench_kafka'->>'status' = 'completed'"
+    local lat_inner="SELECT pg_xact_commit_timestamp(o.xmin) AS c, extract(epoch FROM (a.deliveries->'bench_kafka'->>'completed_on')::timestamptz - pg_xact_commit_timestamp(o.xmin)) * 1000 AS ms, extract(epoch FROM a.started_on - pg_xact_commit_timestamp(o.xmin)) * 1000 AS relay_ms FROM outbox_events_archive a JOIN orders o ON o.id = (a.payload->>'n')::bigint WHERE a.deliveries->'bench_kafka'->>'status' = 'completed'"
     local latency
     latency=$("${psql[@]}" -At <<SQL
 \copy $(latency_copy "$lat_inner") TO '$series/w9-latency.rows' WITH (DELIMITER ' ')
@@ -627,7 +627,13 @@ SELECT json_build_object('workload', 'W9latency', 'rate', $W9_RATE, 'seconds', $
        'events', count(*),
        'p50_ms', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms)::numeric, 3),
        'p99_ms', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms)::numeric, 3),
-       'max_ms', round(max(ms)::numeric, 3))
+       'max_ms', round(max(ms)::numeric, 3),
+       -- The two halves: commit to the relay's hand-over (dispatched_at,
+       -- the archive's started_on), and from there to the acknowledgement.
+       'relay_p50_ms', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY relay_ms)::numeric, 3),
+       'relay_p99_ms', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY relay_ms)::numeric, 3),
+       'sink_p50_ms', round(percentile_cont(0.5) WITHIN GROUP (ORDER BY ms - relay_ms)::numeric, 3),
+       'sink_p99_ms', round(percentile_cont(0.99) WITHIN GROUP (ORDER BY ms - relay_ms)::numeric, 3))
   FROM ($lat_inner) x;
 SQL
 )
@@ -639,7 +645,7 @@ SQL
     check_series "W9 Kafka latency: per-event latencies" "$series/w9-latency.dat"
     local pub events p99
     read -r pub events p99 <<<"$(printf '%s' "$latency" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write([j.published,j.events,j.p99_ms].join(" "))' 2>/dev/null)"
-    check "W9 Kafka latency: every published event acknowledged (${events:-?} of ${pub:-?}; commit to acknowledgement $(printf '%s' "$latency" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`p50 ${j.p50_ms} ms, p99 ${j.p99_ms} ms, max ${j.max_ms} ms`)' 2>/dev/null); target p99 <= 20 ms)" \
+    check "W9 Kafka latency: every published event acknowledged (${events:-?} of ${pub:-?}; commit to acknowledgement $(printf '%s' "$latency" | node -e 'const j=JSON.parse(require("fs").readFileSync(0,"utf8")); process.stdout.write(`p50 ${j.p50_ms} ms, p99 ${j.p99_ms} ms, max ${j.max_ms} ms; to the relay hand-over p50 ${j.relay_p50_ms} / p99 ${j.relay_p99_ms} ms, then to the acknowledgement p50 ${j.sink_p50_ms} / p99 ${j.sink_p99_ms} ms`)' 2>/dev/null); target p99 <= 20 ms)" \
         test -n "$pub" -a "${pub:-0}" -gt 0 -a "$pub" = "$events"
 
     # 2. Throughput: a backlog published with the workers off, then delivered

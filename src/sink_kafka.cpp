@@ -382,10 +382,11 @@ public:
 
     long next_timeout_ms() const noexcept override
     {
-        if (!results_.empty() || !logs_.empty())
-            return 0;
         // The pipe says when a queue gets something; a turn now and then
-        // anyway (a retiring producer to destroy, an event missed).
+        // anyway (a retiring producer to destroy, an event missed). Results
+        // and log lines already collected are the worker's to take when it
+        // chooses (it coalesces results for a few ms): a timeout of 0 while
+        // they wait made its loop spin.
         return in_flight_ > 0 || !retiring_.empty() ? 1000 : -1;
     }
 
@@ -665,7 +666,11 @@ private:
                   set(conf, "client.id", client_id.c_str(), why) &&
                   set(conf, "socket.keepalive.enable", "true", why) &&
                   // Brokers back: reconnect soon (the default backs off to 10 s).
-                  set(conf, "reconnect.backoff.max.ms", "1000", why);
+                  set(conf, "reconnect.backoff.max.ms", "1000", why) &&
+                  // Send at once (librdkafka waits 5 ms for more): a claim
+                  // queues its records together, and what comes while a
+                  // request is out is batched anyway. A target may set it.
+                  set(conf, "linger.ms", "0", why);
         for (int i = 0; ok && i < t.nproperties; i++)
             ok = set(conf, t.properties[2 * i], t.properties[2 * i + 1], why);
         if (ok && t.credentials_file != nullptr && t.credentials_file[0] != '\0')

@@ -167,15 +167,26 @@ sink_of(const char *kind)
 }
 
 // How many attempts have ended, after letting each kind work on what is
-// ready.
+// ready; what the kinds' libraries logged meanwhile goes to the server log
+// (at every turn of the loop: a line waits for nothing else).
 int
 results_waiting()
 {
     int n = 0;
     for (int k = 0; k < kKinds; k++)
         if (kinds[k].sink != nullptr) {
-            kinds[k].sink->turn();
-            n += static_cast<int>(kinds[k].sink->results_waiting());
+            Sink *sink = kinds[k].sink;
+            sink->turn();
+            n += static_cast<int>(sink->results_waiting());
+            int level;
+            char line[512];
+            while (sink->pop_log(level, line, sizeof line)) {
+                uint64 others;
+                if (level >= 6)
+                    ereport(DEBUG1, (errmsg("outbox sink: %s", line)));
+                else if (log_limit_allows(&library_log, &others))
+                    ereport(LOG, (errmsg("outbox sink: %s", line)));
+            }
         }
     return n;
 }
@@ -407,7 +418,9 @@ claim_in_txn(MemoryContext cxt, bool reclaim, bool all, Claimed *claimed)
                 continue;
             }
             double lease_s = t.timeout_ms / 1000.0 + kLeaseMarginS;
-            Datum args[3] = {CStringGetTextDatum(t.subscription), Int32GetDatum(limit), Float8GetDatum(lease_s)};
+            bool kafka = strcmp(t.kind, "kafka") == 0;
+            Datum args[4] = {CStringGetTextDatum(t.subscription), Int32GetDatum(limit), Float8GetDatum(lease_s),
+                             BoolGetDatum(kafka)};
             run(Stmt::SinkClaim, args, nullptr);
             if (SPI_processed == static_cast<uint64>(limit)) {
                 filled = true;
@@ -478,7 +491,8 @@ send_claimed(const Claimed &c)
         bool kafka = strcmp(t.kind, "kafka") == 0;
         SinkTarget target = {t.endpoint, t.url, t.headers, t.nheaders, t.timeout_ms, t.secrets,
                              guc_webhook_allow_private};
-        SinkMessage message = {static_cast<uint64_t>(o.flight), o.event_id, o.body, strlen(o.body)};
+        SinkMessage message = {static_cast<uint64_t>(o.flight), o.event_id, o.body,
+                               o.body != nullptr ? strlen(o.body) : 0};
         if (kafka) {
             // The record: key = ordering key, value = the payload's JSON text,
             // headers id, type and the event's, timestamp = occurred_at.
@@ -648,15 +662,6 @@ collect_results(int *n_out)
         Sink *sink = kinds[k].sink;
         if (sink == nullptr)
             continue;
-        int level;
-        char line[512];
-        while (sink->pop_log(level, line, sizeof line)) {
-            uint64 others;
-            if (level >= 6)
-                ereport(DEBUG1, (errmsg("outbox sink: %s", line)));
-            else if (log_limit_allows(&library_log, &others))
-                ereport(LOG, (errmsg("outbox sink: %s", line)));
-        }
         SinkResult r;
         while (sink->pop_result(r)) {
             if (r.tag >= static_cast<uint64_t>(kMaxFlights) || !flights[r.tag].used)
@@ -946,7 +951,10 @@ sink_loop()
                         if (kinds[k].sink != nullptr && kinds[k].sink->results_waiting() > 0)
                             sleep_ms = kCoalesceMs;
                 } else if (ended > 0) {
-                    sleep_ms = kCoalesceMs;  // more results may come meanwhile
+                    // More results may come meanwhile; settle when the first
+                    // has waited kCoalesceMs.
+                    long waited = static_cast<long>((now - first_result_at) / 1000);
+                    sleep_ms = waited >= kCoalesceMs ? 0 : kCoalesceMs - waited;
                 }
                 if (claim) {
                     first = false;

@@ -279,11 +279,13 @@ constexpr Statement kStatements[] = {
     // the attempt counts now (a delivery whose worker dies still uses up its
     // attempts). Per-key order: only the earliest delivery of a key not
     // settled is claimable, so one is in flight per key. Returns the event's
-    // JSON body as the sink sends it, and when it became due (for the lag
-    // metric); then what a Kafka record is made of: the payload's JSON text,
-    // the type, the ordering key, the headers (name, value, ...) and
-    // occurred_at in ms; last, whether the event has an ordering key
-    // (settling it may make the next delivery of that key claimable).
+    // JSON body as a webhook sends it (NULL for Kafka: $4), and when it
+    // became due (for the lag metric); then what a Kafka record is made of
+    // (the payload's JSON text and the headers, name, value, ...: NULL for a
+    // webhook), the type, the ordering key, occurred_at in ms; last, whether
+    // the event has an ordering key (settling it may make the next delivery
+    // of that key claimable). Building only what the kind sends: a quarter
+    // of the statement's time for 1,000 deliveries.
     // One generic plan (its planning was ~40 % of its cost): the claimed rows
     // are reached by primary key (= ANY, and a lateral lookup per row of the
     // event), so that no estimate of the table can make it a hash join over
@@ -306,18 +308,20 @@ constexpr Statement kStatements[] = {
      " WHERE d.subscription = $1 AND d.event_id = ANY (ARRAY(SELECT event_id FROM cand))"
      " RETURNING d.event_id, d.attempts, d.lease_token) "
      "SELECT c.event_id, c.attempts, c.lease_token,"
-     " jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
-     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text,"
+     " CASE WHEN NOT $4 THEN"
+     "  jsonb_build_object('id', e.id, 'type', e.type, 'occurred_at', e.occurred_at, 'payload', e.payload,"
+     "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text END,"
      " greatest(e.created_on, e.available_at),"
-     " e.payload::text, e.type, e.ordering_key,"
-     " ARRAY(SELECT x.v FROM jsonb_each_text(CASE jsonb_typeof(e.headers) WHEN 'object' THEN e.headers"
-     "        ELSE '{}'::jsonb END) AS h(k, v),"
-     "       unnest(ARRAY[h.k, h.v]) WITH ORDINALITY AS x(v, o) ORDER BY h.k, x.o),"
+     " CASE WHEN $4 THEN e.payload::text END, e.type, e.ordering_key,"
+     " CASE WHEN $4 THEN"
+     "  ARRAY(SELECT x.v FROM jsonb_each_text(CASE jsonb_typeof(e.headers) WHEN 'object' THEN e.headers"
+     "         ELSE '{}'::jsonb END) AS h(k, v),"
+     "        unnest(ARRAY[h.k, h.v]) WITH ORDINALITY AS x(v, o) ORDER BY h.k, x.o) END,"
      " (extract(epoch FROM e.occurred_at) * 1000)::bigint,"
      " e.ordering_key IS NOT NULL"
      " FROM claimed c CROSS JOIN LATERAL ("
      "  SELECT * FROM @extschema@.outbox_events e WHERE e.id = c.event_id OFFSET 0) e",
-     3, {TEXTOID, INT4OID, FLOAT8OID}, PlanChoice::GenericDeliveries},
+     4, {TEXTOID, INT4OID, FLOAT8OID, BOOLOID}, PlanChoice::GenericDeliveries},
 
     // Deliveries acknowledged: ($1[i], $2[i]) with status code $4[i], each if
     // its lease $3[i] still holds it. Returns those settled. Generic: a
@@ -407,16 +411,11 @@ constexpr Statement kStatements[] = {
 
     // Each table reached through its primary key, whatever the estimates.
     {Stmt::SinkArchive, "sink archive",
-     "WITH found AS MATERIALIZED ("
-     " SELECT x.event_id, x.completed_on"
-     "   FROM (SELECT DISTINCT i.id FROM unnest($1::uuid[]) AS i(id)) i"
-     "   CROSS JOIN LATERAL ("
-     "     SELECT d.event_id, d.completed_on FROM @extschema@.outbox_deliveries d WHERE d.event_id = i.id"
-     "     OFFSET 0) x), "
-     "settled AS ("
+     "WITH settled AS ("
      " SELECT e.id FROM @extschema@.outbox_events e"
      "  WHERE e.id = ANY ($1) AND e.dispatched_at IS NOT NULL"
-     "    AND NOT EXISTS (SELECT FROM found f WHERE f.event_id = e.id AND f.completed_on IS NULL)), "
+     "    AND NOT EXISTS (SELECT FROM @extschema@.outbox_deliveries d"
+     "                     WHERE d.event_id = e.id AND d.completed_on IS NULL OFFSET 0)), "
      "outcomes AS ("
      " DELETE FROM @extschema@.outbox_deliveries d"
      "  WHERE d.event_id = ANY (ARRAY(SELECT s.id FROM settled s)) RETURNING d.*), "
