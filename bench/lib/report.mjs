@@ -390,9 +390,13 @@ if (w5c.length || w5l.length) {
     p('```');
     p();
     if (w5c.length) {
-        p('| synchronous_commit | commits/s (capacity) | events published | handled once | backlog: largest | at the end | slope, 2nd half | emptied after | bounded |');
-        p('|---|---|---|---|---|---|---|---|---|');
-        for (const l of w5c) p(`| ${l.sync} | ${fmt(l.tps)} | ${fmt(l.published)} | ${fmt(l.distinct_handled)} | ${fmt(l.max_backlog)} | ${fmt(l.end_backlog)} | ${fmt(l.slope_per_s, 1)}/s | ${fmt(l.drain_after_s, 2)} s | ${l.bounded ? 'yes' : '**no**'} |`);
+        p('| synchronous_commit | commits/s (capacity) | events published | handled once | backlog: largest | at the end | slope, 2nd half | emptied after | bounded | relay CPU (waiting to run) |');
+        p('|---|---|---|---|---|---|---|---|---|---|');
+        const sched = (l) => (l.relay_cpu_pct === undefined ? 'n/a' : `${fmt(l.relay_cpu_pct, 1)} % (${fmt(l.relay_runqueue_wait_pct, 1)} %)`);
+        for (const l of w5c) p(`| ${l.sync} | ${fmt(l.tps)} | ${fmt(l.published)} | ${fmt(l.distinct_handled)} | ${fmt(l.max_backlog)} | ${fmt(l.end_backlog)} | ${fmt(l.slope_per_s, 1)}/s | ${fmt(l.drain_after_s, 2)} s | ${l.bounded ? 'yes' : '**no**'} | ${sched(l)} |`);
+        p();
+        p('"Relay CPU": the relay\'s CPU time over the run as a share of one core (`/proc/PID/schedstat`); in brackets the time it');
+        p('was ready to run but waited for a core (the run-queue wait), same unit.');
         p();
         picture('w5-backlog', 'W5: the outbox backlog over the unthrottled run, and events delivered per second, synchronous_commit on and off');
         targets.push(['W5: the relay keeps up with the commit capacity (backlog bounded)',
@@ -400,9 +404,10 @@ if (w5c.length || w5l.length) {
             w5c.every((l) => l.bounded)]);
     }
     if (w5l.length) {
-        p('| synchronous_commit | rate (80 % of capacity) | events published (achieved) | handled (distinct) | p50 | p99 | max | largest backlog seen |');
-        p('|---|---|---|---|---|---|---|---|');
-        for (const l of w5l) p(`| ${l.sync} | ${fmt(l.rate)}/s | ${fmt(l.published)} (${fmt(l.published / l.seconds)}/s) | ${fmt(l.handled)} (${fmt(l.distinct_handled)}) | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms | ${fmt(l.max_backlog)} |`);
+        p('| synchronous_commit | rate (80 % of capacity) | events published (achieved) | handled (distinct) | p50 | p99 | max | largest backlog seen | relay CPU (waiting to run) |');
+        p('|---|---|---|---|---|---|---|---|---|');
+        const sched = (l) => (l.relay_cpu_pct === undefined ? 'n/a' : `${fmt(l.relay_cpu_pct, 1)} % (${fmt(l.relay_runqueue_wait_pct, 1)} %)`);
+        for (const l of w5l) p(`| ${l.sync} | ${fmt(l.rate)}/s | ${fmt(l.published)} (${fmt(l.published / l.seconds)}/s) | ${fmt(l.handled)} (${fmt(l.distinct_handled)}) | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms | ${fmt(l.max_backlog)} | ${sched(l)} |`);
         p();
         picture('w5-latency', 'W5: commit to handler latency at 80 % of the capacity, synchronous_commit on and off');
         targets.push(['W5: p99 ≤ 10 ms from commit to handler at 80 % of capacity',

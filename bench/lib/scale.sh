@@ -10,6 +10,19 @@ w5_sample() {
         tr '|' ' '
 }
 
+# w5_relay_sched: "cpu_ns runqueue_wait_ns" of bench's relay (/proc/PID/schedstat).
+w5_relay_sched() {
+    local pid
+    pid=$(q "SELECT pid FROM outbox_worker_stats() WHERE database = current_database()")
+    [ -n "$pid" ] && [ -r "/proc/$pid/schedstat" ] && cut -d' ' -f1,2 "/proc/$pid/schedstat" || echo "0 0"
+}
+# w5_sched_line A B T0 T1: the relay's CPU and run-queue wait as % of the wall
+# time between two w5_relay_sched samples, as JSON members.
+w5_sched_json() {
+    awk -v a="$1" -v b="$2" -v c="$3" -v d="$4" -v t0="$5" -v t1="$6" \
+        'BEGIN { w = (t1 - t0) * 1e9; printf "\"relay_cpu_pct\":%.1f,\"relay_runqueue_wait_pct\":%.1f", 100 * (c - a) / w, 100 * (d - b) / w }'
+}
+
 # pct FILE P: the P-th percentile (0-100) of the numbers in FILE, one a line
 # (linear interpolation, as percentile_cont).
 pct() {
@@ -44,8 +57,9 @@ w5() {
         sleep 1
 
         # 1. Capacity: unthrottled; the backlog and the relay's counter every 0.5 s.
-        local d0 t0 now b d
+        local d0 t0 now b d s0 s1
         read -r b d0 <<<"$(w5_sample)"
+        s0=$(w5_relay_sched)
         t0=$(date +%s.%N)
         : >"$series/w5-backlog-$mode.rows"
         PGOPTIONS="-c synchronous_commit=$mode" "$pbin/pgbench" -n -M prepared -c "$W5_CLIENTS" -j 2 -T "$W5_SECONDS" \
@@ -60,6 +74,7 @@ w5() {
         wait $pgb || { cat "$bw/w5-capacity-$mode.log"; notok "W5 capacity publishers (pgbench, synchronous_commit=$mode)"; }
         local t_end end_backlog
         t_end=$(date +%s.%N)
+        s1=$(w5_relay_sched)
         read -r end_backlog d <<<"$(w5_sample)"
         echo "$t_end $end_backlog $((d - d0))" >>"$series/w5-backlog-$mode.rows"
         # After the publishers: how long the relay takes to empty the outbox.
@@ -88,7 +103,7 @@ w5() {
         local bounded
         bounded=$(awk -v e="$end_backlog" -v s="$slope" -v r="$tps" 'BEGIN { print (r > 0 && e <= r && s <= 0.01 * r) ? "true" : "false" }')
         local line
-        line="{\"workload\":\"W5capacity\",\"sync\":\"$mode\",\"clients\":$W5_CLIENTS,\"seconds\":$W5_SECONDS,\"tps\":$tps,\"published\":$published,\"handled\":$handled,\"distinct_handled\":$distinct,\"left\":$left,\"max_backlog\":$max_backlog,\"end_backlog\":$end_backlog,\"slope_per_s\":$slope,\"drain_after_s\":$drain_s,\"bounded\":$bounded}"
+        line="{\"workload\":\"W5capacity\",\"sync\":\"$mode\",\"clients\":$W5_CLIENTS,\"seconds\":$W5_SECONDS,\"tps\":$tps,\"published\":$published,\"handled\":$handled,\"distinct_handled\":$distinct,\"left\":$left,\"max_backlog\":$max_backlog,\"end_backlog\":$end_backlog,\"slope_per_s\":$slope,\"drain_after_s\":$drain_s,\"bounded\":$bounded,$(w5_sched_json $s0 $s1 "$t0" "$t_end")}"
         echo "$line" >>"$results"
         {
             series_head "$line" workload sync clients seconds tps max_backlog end_backlog slope_per_s bounded
@@ -96,7 +111,7 @@ w5() {
             awk -v t0="$t0" '{ printf "%.3f %d %d\n", $1 - t0, $2, $3 }' "$series/w5-backlog-$mode.rows"
         } >"$series/w5-backlog-$mode.dat"
         rm -f "$series/w5-backlog-$mode.rows"
-        check "W5 capacity, synchronous_commit=$mode: $published committed at $tps tps by $W5_CLIENTS clients, every one handled once ($handled, $distinct distinct, $left left); backlog max $max_backlog, at the end $end_backlog, slope of the second half $slope events/s: $([ "$bounded" = true ] && echo bounded || echo NOT bounded); emptied ${drain_s} s after" \
+        check "W5 capacity, synchronous_commit=$mode: $published committed at $tps tps by $W5_CLIENTS clients, every one handled once ($handled, $distinct distinct, $left left); backlog max $max_backlog, at the end $end_backlog, slope of the second half $slope events/s: $([ "$bounded" = true ] && echo bounded || echo NOT bounded); emptied ${drain_s} s after; the relay used $(w5_sched_json $s0 $s1 "$t0" "$t_end" | tr -d '"')" \
             test "$published" -gt 0 -a "$published" = "$handled" -a "$handled" = "$distinct" -a "$left" = 0
 
         # 2. Latency at W5_SHARE % of that rate.
@@ -108,6 +123,7 @@ w5() {
         q "CHECKPOINT"
         relay on
         sleep 1
+        s0=$(w5_relay_sched); t0=$(date +%s.%N)
         PGOPTIONS="-c synchronous_commit=$mode" "$pbin/pgbench" -n -M prepared -c "$W5_CLIENTS" -j 2 -R "$rate" -T "$W5_SECONDS" \
             -f bench/sql/w3_publish.sql bench >"$bw/w5-latency-$mode.log" 2>&1 &
         pgb=$!
@@ -118,6 +134,7 @@ w5() {
             sleep 0.2
         done
         wait $pgb || { cat "$bw/w5-latency-$mode.log"; notok "W5 latency publishers (pgbench -R $rate, synchronous_commit=$mode)"; }
+        s1=$(w5_relay_sched); t_end=$(date +%s.%N)
         for i in $(seq 1 600); do
             [ "$(q "SELECT count(*) FROM outbox_events")" = 0 ] && break
             sleep 0.1
@@ -135,6 +152,7 @@ w5() {
                       'max_ms', round(max(ms)::numeric, 3),
                       'max_backlog', $lat_max_backlog)
                     FROM ($inner) x")
+        line="${line%\}},$(w5_sched_json $s0 $s1 "$t0" "$t_end")}"
         echo "$line" >>"$results"
         {
             series_head "$line" workload sync rate seconds events p50_ms p99_ms max_ms
