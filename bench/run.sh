@@ -9,7 +9,7 @@
 #                                     workload delivers every event exactly once and that
 #                                     every picture is drawn (into the work folder); prints
 #                                     "ok - ..." / "not ok - ..." lines
-#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W3 W4 W8 W9)
+#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W3 W4 W8 W9 W5 W7)
 #
 # Run as root: it installs the peers and gnuplot if they are missing (apt:
 # postgresql-15-pgq3 pgqd gnuplot-nox; npm: bench/package-lock.json into
@@ -22,19 +22,20 @@
 # Environment: PGBIN, OUTBOX_WORK (work folder), BENCH_PORT, and the sizes
 # W1_SECONDS W1_ROUNDS W2_EVENTS W2_GRAPHILE_EVENTS W2_ROUNDS W3_RATE W3_SECONDS
 # W4_EVENTS W4_RATE W8_RATE W8_SECONDS W8_EVENTS W8_CONNECTIONS W9_RATE W9_SECONDS
-# W9_EVENTS.
+# W9_EVENTS W5_SECONDS W5_CLIENTS W5_SHARE W7_DATABASES W7_TARGETS W7_RATE
+# W7_SECONDS W7_IDLE_SECONDS W7_ROUNDS.
 set -uo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(dirname "$here")
 quick=0
-only="W1,W2,W2worker,W3,W4,W8,W9"
+only="W1,W2,W2worker,W3,W4,W8,W9,W5,W7"
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W3,W4,W8,W9]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W3,W4,W8,W9,W5,W7]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -107,6 +108,9 @@ if [ $quick = 1 ]; then
     W3_RATE=${W3_RATE:-200}; W3_SECONDS=${W3_SECONDS:-2}; W4_EVENTS=${W4_EVENTS:-2000}; W4_RATE=${W4_RATE:-2000}
     W8_RATE=${W8_RATE:-200}; W8_SECONDS=${W8_SECONDS:-2}; W8_EVENTS=${W8_EVENTS:-2000}
     W9_RATE=${W9_RATE:-200}; W9_SECONDS=${W9_SECONDS:-2}; W9_EVENTS=${W9_EVENTS:-2000}
+    W5_SECONDS=${W5_SECONDS:-2}
+    W7_DATABASES=${W7_DATABASES:-5}; W7_TARGETS=${W7_TARGETS:-2}; W7_RATE=${W7_RATE:-20}; W7_SECONDS=${W7_SECONDS:-2}
+    W7_IDLE_SECONDS=${W7_IDLE_SECONDS:-3}; W7_ROUNDS=${W7_ROUNDS:-1}
 fi
 W1_SECONDS=${W1_SECONDS:-8}; W1_ROUNDS=${W1_ROUNDS:-5}
 W2_EVENTS=${W2_EVENTS:-100000}; W2_ROUNDS=${W2_ROUNDS:-3}
@@ -126,6 +130,13 @@ W8_CONNECTIONS=${W8_CONNECTIONS:-32}
 # W9: Kafka (the mock cluster): latency at 1,000 events/s for 30 s, and a
 # 50,000-event backlog to the Kafka target and to a SQL handler (the ratio).
 W9_RATE=${W9_RATE:-1000}; W9_SECONDS=${W9_SECONDS:-30}; W9_EVENTS=${W9_EVENTS:-50000}; W9_KEYS=${W9_KEYS:-0}
+# W5: capacity: pgbench -c 8 unthrottled for 30 s, then 80 % of its rate
+# (bench/lib/scale.sh).
+W5_SECONDS=${W5_SECONDS:-30}; W5_CLIENTS=${W5_CLIENTS:-8}; W5_SHARE=${W5_SHARE:-80}
+# W7: 50 databases against 1, 2 rounds: idle CPU over 30 s, memory, latency
+# of single events into 5 of them at 50 events/s in all for 20 s.
+W7_DATABASES=${W7_DATABASES:-50}; W7_TARGETS=${W7_TARGETS:-5}; W7_RATE=${W7_RATE:-50}; W7_SECONDS=${W7_SECONDS:-20}
+W7_IDLE_SECONDS=${W7_IDLE_SECONDS:-30}; W7_ROUNDS=${W7_ROUNDS:-2}
 
 checks_failed=0
 ok() { echo "ok - $*"; }
@@ -766,6 +777,11 @@ want W3 && w3
 want W4 && w4
 want W8 && w8
 want W9 && w9
+# W5 (capacity) and W7 (many databases) are in bench/lib/scale.sh; W7
+# restarts the cluster (max_worker_processes), so it runs last.
+. bench/lib/scale.sh
+want W5 && w5
+want W7 && w7
 
 ###############################################################################
 # Pictures (bench/lib/plots.sh, gnuplot) of the raw series: with --quick into

@@ -13,6 +13,7 @@
 #                            the webhook endpoint and to a SQL handler
 #   w4-sizes.png             W4: sizes of outbox_events, its indexes and the
 #                            archive, dead tuples, and events delivered per second
+#   w5-backlog.png, w5-latency.png, w7-latency.png: W5 and W7, see plots-scale.sh
 # Prints "drew FILE" for each. Exits non-zero if gnuplot said anything (an
 # error, or a warning such as a series without a valid point): that picture
 # is removed rather than left empty or half drawn.
@@ -122,6 +123,9 @@ EOF
     draw latency "$tmp/latency.gp"
 fi
 unset stats
+
+# W5 (capacity) and W7 (many databases): their own file.
+. "$(dirname "${BASH_SOURCE[0]}")/plots-scale.sh"
 
 # ---------------------------------------------------------------- W2 worker drain
 declare -A dname=([worker]="relay, no-op SQL subscription" [outbox]="claim/complete, 1 consumer" [raw]="raw-SQL floor, 1 consumer")

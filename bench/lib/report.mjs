@@ -372,6 +372,95 @@ if (w4s.length) {
     targets.push(['W4: outbox table size flat under sustained load', `${mib(max1)} → ${mib(max2)} over ${fmt(w4.events)} events`, flat]);
 }
 
+// ---------------------------------------------------------------- W5
+const w5c = by('W5capacity');
+const w5l = by('W5latency');
+if (w5c.length || w5l.length) {
+    p('## W5: capacity');
+    p();
+    p(`pgbench runs unthrottled with ${(w5c[0] || w5l[0]).clients} clients (the W3 script: one order and one event per transaction) while the relay`);
+    p('delivers to a SQL subscription whose handler inserts a row, for `synchronous_commit` on and off: the commit rate is');
+    p('what the server sustains with the relay running beside it. The backlog (rows in `outbox_events`) and the relay\'s');
+    p('delivered counter are sampled every 0.5 s. **Bounded** means: at the end of the run less than one second of commits');
+    p('waits, and the least-squares slope of the backlog over the second half of the run is under 1 % of the commit rate.');
+    p('Then pgbench runs at 80 % of that rate (`-R`) and the latency is measured as in W3 (handler clock − commit time).');
+    p();
+    p('```');
+    p(one('W5cmd').cmd || '');
+    p('```');
+    p();
+    if (w5c.length) {
+        p('| synchronous_commit | commits/s (capacity) | events published | handled once | backlog: largest | at the end | slope, 2nd half | emptied after | bounded | relay CPU (waiting to run) |');
+        p('|---|---|---|---|---|---|---|---|---|---|');
+        const sched = (l) => (l.relay_cpu_pct === undefined ? 'n/a' : `${fmt(l.relay_cpu_pct, 1)} % (${fmt(l.relay_runqueue_wait_pct, 1)} %)`);
+        for (const l of w5c) p(`| ${l.sync} | ${fmt(l.tps)} | ${fmt(l.published)} | ${fmt(l.distinct_handled)} | ${fmt(l.max_backlog)} | ${fmt(l.end_backlog)} | ${fmt(l.slope_per_s, 1)}/s | ${fmt(l.drain_after_s, 2)} s | ${l.bounded ? 'yes' : '**no**'} | ${sched(l)} |`);
+        p();
+        p('"Relay CPU": the relay\'s CPU time over the run as a share of one core (`/proc/PID/schedstat`); in brackets the time it');
+        p('was ready to run but waited for a core (the run-queue wait), same unit.');
+        p();
+        picture('w5-backlog', 'W5: the outbox backlog over the unthrottled run, and events delivered per second, synchronous_commit on and off');
+        targets.push(['W5: the relay keeps up with the commit capacity (backlog bounded)',
+            w5c.map((l) => `${fmt(l.tps)} commits/s, backlog max ${fmt(l.max_backlog)}, ${fmt(l.end_backlog)} at the end (synchronous_commit=${l.sync})`).join('; '),
+            w5c.every((l) => l.bounded)]);
+    }
+    if (w5l.length) {
+        p('| synchronous_commit | rate (80 % of capacity) | events published (achieved) | handled (distinct) | p50 | p99 | max | largest backlog seen | relay CPU (waiting to run) |');
+        p('|---|---|---|---|---|---|---|---|---|');
+        const sched = (l) => (l.relay_cpu_pct === undefined ? 'n/a' : `${fmt(l.relay_cpu_pct, 1)} % (${fmt(l.relay_runqueue_wait_pct, 1)} %)`);
+        for (const l of w5l) p(`| ${l.sync} | ${fmt(l.rate)}/s | ${fmt(l.published)} (${fmt(l.published / l.seconds)}/s) | ${fmt(l.handled)} (${fmt(l.distinct_handled)}) | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms | ${fmt(l.max_backlog)} | ${sched(l)} |`);
+        p();
+        picture('w5-latency', 'W5: commit to handler latency at 80 % of the capacity, synchronous_commit on and off');
+        targets.push(['W5: p99 ≤ 10 ms from commit to handler at 80 % of capacity',
+            w5l.map((l) => `${fmt(l.p99_ms, 2)} ms at ${fmt(l.rate)}/s (synchronous_commit=${l.sync})`).join(', '),
+            w5l.every((l) => l.p99_ms <= 10)]);
+    }
+}
+
+// ---------------------------------------------------------------- W7
+const w7 = by('W7');
+if (w7.length) {
+    const many = w7.filter((l) => l.phase === 'many');
+    const onedb = w7.filter((l) => l.phase === 'one');
+    const n = (many[0] || w7[0]).databases;
+    const med = (rs, k) => median(rs.map((l) => l[k]));
+    p('## W7: many databases');
+    p();
+    p(`${n} databases, copies of one template (\`CREATE EXTENSION outbox\`, a SQL subscription whose handler inserts a row), are`);
+    p('served by one configuration (`outbox.databases` lists them all); in the same run, interleaved, round by round, the same');
+    p('measurements with only the first of them served (a reload switches between the two). Per phase: an event published');
+    p('into every served database must be handled there (each relay delivers); then, idle, the CPU time of every `outbox`');
+    p('worker (`backend_type` `outbox launcher`, `outbox relay`; `/proc/PID/schedstat`, and utime + stime of `/proc/PID/stat`');
+    p('as a cross-check) over the idle period, as a share of one core; the memory of each relay (`/proc/PID/smaps_rollup`:');
+    p('PSS, which counts the shared memory it touched divided among the processes sharing it, and private dirty, the memory');
+    p('it alone wrote); then single events published into a few of the databases at a low rate, one pgbench client per');
+    p('database (in the one-database phase as many clients, all into that one), latency as in W3.');
+    p();
+    p('```');
+    p(one('W7cmd').cmd || '');
+    p('```');
+    p();
+    p('| databases served | round | relays running | delivering | idle CPU, all outbox workers (% of one core) | per relay | relay PSS | relay private dirty | relay RSS | launcher PSS | latency: events | p50 | p99 | max |');
+    p('|---|---|---|---|---|---|---|---|---|---|---|---|---|---|');
+    for (const l of w7) p(`| ${l.served} | ${l.round} | ${l.relays} | ${l.delivering} | ${fmt(l.idle_cpu_pct, 3)} % (ticks: ${fmt(l.idle_cpu_pct_ticks, 2)} %) | ${fmt(l.idle_cpu_pct / Math.max(1, l.relays), 4)} % | ${fmt(l.relay_pss_kib)} kB | ${fmt(l.relay_private_dirty_kib)} kB | ${fmt(l.relay_rss_kib)} kB | ${fmt(l.launcher_pss_kib)} kB | ${fmt(l.events)} of ${fmt(l.published)} | ${fmt(l.p50_ms, 2)} ms | ${fmt(l.p99_ms, 2)} ms | ${fmt(l.max_ms, 2)} ms |`);
+    p();
+    if (many.length && onedb.length) {
+        const cpu = med(many, 'idle_cpu_pct');
+        const r50 = median(many.map((l) => { const o = onedb.find((x) => x.round === l.round); return o ? l.p50_ms / o.p50_ms : NaN; }));
+        const r99 = median(many.map((l) => { const o = onedb.find((x) => x.round === l.round); return o ? l.p99_ms / o.p99_ms : NaN; }));
+        p(`Medians over rounds: idle, the ${n} relays and the launcher took ${fmt(cpu, 3)} % of one core (1 database: ${fmt(med(onedb, 'idle_cpu_pct'), 3)} %);`);
+        p(`a relay's PSS ${fmt(med(many, 'relay_pss_kib'))} kB, private dirty ${fmt(med(many, 'relay_private_dirty_kib'))} kB. Latency with ${n} databases served against 1, per round: p50 ${ratio(r50)}, p99 ${ratio(r99)}`);
+        p(`(p99 ${fmt(med(many, 'p99_ms'), 2)} ms against ${fmt(med(onedb, 'p99_ms'), 2)} ms). The cluster ran with \`max_worker_processes = ${many[0].max_worker_processes}\` (1 launcher + ${n} relays + core's logical replication launcher) and every relay started.`);
+        p();
+        picture('w7-latency', `W7: commit to handler latency of single events, ${n} databases served against 1`);
+        targets.push([`W7: ${n} idle relays and the launcher < 1 % of one core`, `${fmt(cpu, 3)} %`, cpu < 1]);
+        // Unchanged: the p99 with N databases within 1.25x (+0.5 ms) of 1 database's, same round.
+        const same = many.every((l) => { const o = onedb.find((x) => x.round === l.round); return o && l.p99_ms <= 1.25 * o.p99_ms + 0.5; });
+        targets.push([`W7: wake-on-commit latency with ${n} databases unchanged (p99 within 1.25× + 0.5 ms of 1 database's)`,
+            `p99 ${fmt(med(many, 'p99_ms'), 2)} ms against ${fmt(med(onedb, 'p99_ms'), 2)} ms (${ratio(r99)}), p50 ${fmt(med(many, 'p50_ms'), 2)} against ${fmt(med(onedb, 'p50_ms'), 2)} ms`, same]);
+        targets.push([`W7: every one of the ${n} relays delivers`, `${Math.min(...many.map((l) => l.delivering))} of ${n}`, many.every((l) => l.delivering === n)]);
+    }
+}
+
 // ---------------------------------------------------------------- summary
 const head = [];
 head.push('## Targets');
