@@ -136,7 +136,7 @@ register_worker(int i, Oid dboid, const char *dbname, Oid role, bool sink)
                                                      static_cast<unsigned long long>(others))
                                          : 0,
                               errhint("Raise max_worker_processes: the relay needs one worker per database plus its "
-                                      "launcher, and one more per database with webhook subscriptions. The launcher "
+                                      "launcher, and one more per database with webhook or Kafka subscriptions. The launcher "
                                       "keeps trying; this message repeats at most every %d minutes.",
                                       kLogRepeatMs / 60000)));
         return nullptr;
