@@ -9,7 +9,7 @@
 #                                     workload delivers every event exactly once and that
 #                                     every picture is drawn (into the work folder); prints
 #                                     "ok - ..." / "not ok - ..." lines
-#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W3 W4 W8 W9 W5 W7)
+#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W2lean W3 W4 W8 W9 W5 W7)
 #
 # Run as root: it installs the peers and gnuplot if they are missing (apt:
 # postgresql-15-pgq3 pgqd gnuplot-nox; npm: bench/package-lock.json into
@@ -20,7 +20,7 @@
 # bindir of such a copy that already has it (scripts/test.sh does that).
 #
 # Environment: PGBIN, OUTBOX_WORK (work folder), BENCH_PORT, and the sizes
-# W1_SECONDS W1_ROUNDS W2_EVENTS W2_GRAPHILE_EVENTS W2_ROUNDS W3_RATE W3_SECONDS
+# W1_SECONDS W1_ROUNDS W2_EVENTS W2_GRAPHILE_EVENTS W2_ROUNDS W2LEAN_ROUNDS W3_RATE W3_SECONDS
 # W4_EVENTS W4_RATE W8_RATE W8_SECONDS W8_EVENTS W8_CONNECTIONS W9_RATE W9_SECONDS
 # W9_EVENTS W5_SECONDS W5_CLIENTS W5_SHARE W7_DATABASES W7_TARGETS W7_RATE
 # W7_SECONDS W7_IDLE_SECONDS W7_ROUNDS.
@@ -29,13 +29,13 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(dirname "$here")
 quick=0
-only="W1,W2,W2worker,W3,W4,W8,W9,W5,W7"
+only="W1,W2,W2worker,W2lean,W3,W4,W8,W9,W5,W7"
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W3,W4,W8,W9,W5,W7]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W2lean,W3,W4,W8,W9,W5,W7]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -385,6 +385,57 @@ w2_worker() {
     done
     check_series "W2 worker drain: delivered over time" "$series"/w2worker-{raw,outbox,worker}.dat && plots_wanted+=(throughput-drain)
     [ $quick = 1 ] || echo "{\"workload\":\"W2workercmd\",\"cmd\":\"node bench/lib/drain.mjs --system {raw,outbox,worker} --events $W2_EVENTS --consumers 1 --batch 100\"}" >>"$results"
+}
+
+###############################################################################
+# W2lean: the W2 drain with a lean client (bench/lean/drain.c: libpq, one
+# thread and connection per consumer, prepared statements, no JSON parsing),
+# so that the database's cost per batch shows, not the node loop's.
+###############################################################################
+w2lean_systems() {
+    local s="raw outbox xact"
+    [ $have_pgq = 1 ] && s="$s pgq"
+    [ $have_subscriptions = 1 ] && s="$s worker"
+    echo "$s"
+}
+
+w2lean() {
+    if ! cc -O2 -pthread -I"$("$pg_config" --includedir)" -o "$bw/lean-drain" bench/lean/drain.c \
+            $(pkg-config --libs libpq 2>/dev/null || echo -lpq) >"$bw/w2lean-build.log" 2>&1; then
+        cat "$bw/w2lean-build.log"; notok "W2lean: build bench/lean/drain.c (cc and libpq-dev)"; return
+    fi
+    local rounds=${W2LEAN_ROUNDS:-$W2_ROUNDS}
+    log "W2lean drain, lean client (bench/lean/drain.c): ${W2_EVENTS} events, batch 100, 1 and 4 consumers, ${rounds} rounds, systems interleaved: $(w2lean_systems)"
+    # The relay's batches as large as everyone else's (its default is 50).
+    if [ $have_subscriptions = 1 ]; then
+        q "ALTER SYSTEM SET outbox.relay_batch_size = 100" && q "SELECT pg_reload_conf()" >/dev/null
+    fi
+    local r c s line rc summary
+    for r in $(seq 1 "$rounds"); do
+        for c in 1 4; do
+            for s in $(w2lean_systems); do
+                [ $s = worker ] && [ $c != 1 ] && continue   # one relay per database
+                line=$(timeout 900 "$bw/lean-drain" --system "$s" --events "$W2_EVENTS" --consumers "$c" --batch 100 \
+                    --timeout 600 2>"$bw/w2lean-$s-$c.err")
+                rc=$?
+                if [ -z "$line" ]; then
+                    cat "$bw/w2lean-$s-$c.err"; notok "W2lean $s with $c consumer(s): the lean client failed (exit $rc)"; continue
+                fi
+                echo "${line%\}},\"round\":$r}" >>"$results"
+                summary=$(printf '%s' "$line" | sed -E 's/.*"seconds":([0-9.]+),"rate":([0-9.]+),.*"short_batches":([0-9]+),.*"delivered":([0-9]+),"duplicates":([0-9]+),"missing":([0-9]+),"strays":([0-9]+),"db_check":"([^"]*)".*/\4 delivered, \5 duplicates, \6 missing, \7 strays, \8; \1 s, \2 events\/s, \3 short batches/')
+                if [ $quick = 1 ]; then
+                    check "W2lean $s, $c consumer(s): every event delivered exactly once ($summary)" test $rc = 0
+                else
+                    [ $rc = 0 ] && ok "W2lean round $r, $s, $c consumer(s): $summary" || notok "W2lean round $r, $s, $c consumer(s): $summary"
+                fi
+            done
+        done
+    done
+    if [ $have_subscriptions = 1 ]; then
+        q "ALTER SYSTEM RESET outbox.relay_batch_size" && q "SELECT pg_reload_conf()" >/dev/null
+    fi
+    [ $have_node = 1 ] && node bench/lib/report-w2lean.mjs "$results"
+    [ $quick = 1 ] || echo "{\"workload\":\"W2leancmd\",\"cmd\":\"bench/lean/drain.c --system {$(w2lean_systems | tr ' ' ,)} --events $W2_EVENTS --consumers {1,4} --batch 100 (worker: 1 consumer, outbox.relay_batch_size = 100)\"}" >>"$results"
 }
 
 w3() {
@@ -773,6 +824,7 @@ w4() {
 want W1 && w1
 want W2 && w2
 want W2worker && w2_worker
+want W2lean && w2lean
 want W3 && w3
 want W4 && w4
 want W8 && w8

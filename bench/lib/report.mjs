@@ -1,5 +1,6 @@
 // Turn bench/run.sh's results.jsonl into bench/RESULTS.md (on stdout).
 import { readFileSync, existsSync } from 'node:fs';
+import { w2leanSection } from './report-w2lean.mjs';
 
 // One or more results files (a run of a subset, e.g. on another build, can be
 // reported with a full one): the first file's machine description is used.
@@ -179,6 +180,12 @@ if (w2.length) {
     }
     p('"outbox … speed relative to it" is the median over rounds of (outbox events/s) / (that system\'s events/s) in the same round: above 1 the outbox drained faster.');
     p();
+}
+
+// W2 with a lean client (libpq): bench/lib/report-w2lean.mjs
+if (by('W2lean').length) {
+    if (!w2.length) { p('## W2: drain'); p(); }
+    w2leanSection({ by, p, fmt, targets });
 }
 
 // ---------------------------------------------------------------- W2 worker, W3
