@@ -14,6 +14,7 @@
 #include "outbox/args.hpp"
 #include "outbox/claim.hpp"
 #include "outbox/errcodes.hpp"
+#include "outbox/extension.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/limits.hpp"
 #include "outbox/patterns.hpp"
@@ -25,8 +26,10 @@ extern "C" {
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "commands/sequence.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
+#include "utils/lsyscache.h"
 #include "utils/guc.h"  // application_name (15 had it through utils/builtins.h)
 #include "utils/timestamp.h"
 #include "utils/tuplestore.h"
@@ -113,6 +116,25 @@ claim_args(FunctionCallInfo fcinfo, int batch_arg, int consumer_arg, int types_a
     return a;
 }
 
+// The fencing token of one claim call, taken before its statement runs and
+// passed to it. Not from a nextval() inside the statement: there it runs
+// again when the claim re-checks a row a concurrent transaction changed since
+// the statement's snapshot (EvalPlanQual), and that row came out under the
+// next token, a batch under two tokens (TAP 002 caught it once a release left
+// the event's place in the claim index unchanged). An empty claim uses up a
+// token too: tokens only need to grow.
+int64
+next_lease_token()
+{
+    Oid seq = get_relname_relid("outbox_lease_token_seq", extension_schema_oid());
+    if (!OidIsValid(seq))
+        ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
+                        errmsg("outbox: sequence outbox_lease_token_seq is missing"),
+                        errhint("Reinstall the extension: DROP EXTENSION outbox; CREATE EXTENSION outbox.")));
+    // The claim functions are SECURITY DEFINER: the extension's owner may use it.
+    return nextval_internal(seq, true);
+}
+
 // Claim up to a.batch events, with a lease of `lease` seconds or (xact) for
 // the calling transaction, into the function's result set. An expired lease
 // that ran out of attempts is marked failed by the claim instead of being
@@ -124,8 +146,7 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
 {
     spi_begin();
     int handed = 0;
-    bool have_token = false;
-    int64 token = 0;
+    int64 token = next_lease_token();
     int claim = -1;
     for (;;) {
         // Events this transaction holds through outbox_claim_xact() are locked
@@ -136,7 +157,7 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         Datum values[8] = {Int32GetDatum(a.batch - handed), PointerGetDatum(a.types), (Datum) 0,
                            PointerGetDatum(held), Int64GetDatum(token), Int32GetDatum(lease),
                            PointerGetDatum(a.owner), Int32GetDatum(guc_max_retries)};
-        char nulls[9] = {' ', a.types ? ' ' : 'n', 'n', held ? ' ' : 'n', have_token ? ' ' : 'n',
+        char nulls[9] = {' ', a.types ? ' ' : 'n', 'n', held ? ' ' : 'n', ' ',
                          ' ', a.owner ? ' ' : 'n', ' ', '\0'};
         run(xact ? Stmt::ClaimXact : Stmt::Claim, values, nulls);
 
@@ -146,7 +167,6 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
         // an expired lease, which is reclaimed first (and may run out then).
         constexpr int kCols = 9;
         constexpr int kAttemptCol = 6;
-        constexpr int kTokenCol = 7;
         SPITupleTable *tt = SPI_tuptable;
         uint64 got = SPI_processed;
         // The arrays above are sized for these widths: check, never overrun.
@@ -187,12 +207,8 @@ claim_batch(ReturnSetInfo *rsinfo, const ClaimArgs &a, int lease, bool xact)
                 bool n;
                 row[kAttemptCol] = SPI_getbinval(re, reclaimed.desc, kReclaimAttemptCol, &n);
             }
-            if (!have_token && !isnull[kTokenCol]) {
-                token = DatumGetInt64(row[kTokenCol]);
-                have_token = true;
-                if (xact)
-                    claim = xact_claim_open(token, a.owner);
-            }
+            if (xact && claim < 0)
+                claim = xact_claim_open(token, a.owner);
             if (xact)
                 xact_claim_add(claim, DatumGetUUIDP(row[0]));
             // The lag of an event handed out for the first time: from when it

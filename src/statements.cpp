@@ -51,9 +51,9 @@ namespace {
 // order among its own deliveries (the delivery claims).
 #define DISPATCHABLE CLAIMABLE_HELD_BY(" AND p.dispatched_at IS NULL")
 
-// The claim's lease token: the one given ($5), or a new one, drawn only when
-// a row is handed out.
-#define CLAIM_TOKEN "coalesce($5, (SELECT nextval('@extschema@.outbox_lease_token_seq')))"
+// The claim's fencing token: taken by the caller (claim.cpp, next_lease_token:
+// a nextval() here would run again for a row re-checked by EvalPlanQual).
+#define CLAIM_TOKEN "$5::int8"
 
 // In the claim: this event is an expired lease with no attempt left ($8 is
 // outbox.max_retries).

@@ -4,7 +4,8 @@
 # Each consumer is a real psql session looping over: claim a batch; fail about
 # 1% of it (to be retried at once) and release about 1% (given back without
 # counting an attempt); "deliver" the rest (print its ids) and complete it.
-# Afterwards: every event was delivered once (no id twice across consumers,
+# Afterwards: each claim handed out distinct events under one lease token,
+# every event was delivered once (no id twice across consumers,
 # none missing), the archive holds each event once, the outbox is empty, each
 # event's retry_count equals the failures reported for it (releases are not
 # counted), no consumer call failed, and events of one ordering key were
@@ -52,8 +53,10 @@ note sprintf('published %d events in %.1f s', $events, time - $t0);
 # "F <id>" failed, "R <id>" released. Sets :done once the outbox is empty.
 my $tmp = PostgreSQL::Test::Utils::tempdir;
 write_file("$tmp/step.sql", <<'SQL');
-SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(min(lease_token), 0) AS tok, count(*) > 0 AS got
+SELECT coalesce(array_agg(id), '{}') AS ids, coalesce(min(lease_token), 0) AS tok, count(*) > 0 AS got,
+       count(DISTINCT lease_token) AS tokens, count(DISTINCT id) = count(*) AS distinct_ids
   FROM outbox_claim(100, '5 minutes', :'me') \gset
+SELECT 'T ' || :tokens || ' ' || :'distinct_ids' WHERE :tokens > 1 OR NOT :'distinct_ids'::boolean;
 \if :got
 SELECT coalesce(array_agg(id) FILTER (WHERE r < 0.01), '{}') AS fail_ids,
        coalesce(array_agg(id) FILTER (WHERE r >= 0.01 AND r < 0.02), '{}') AS release_ids,
@@ -106,7 +109,7 @@ is_deeply(\@status, [ (0) x $consumers ], 'every consumer ran to the end without
 is(join('', @err[1 .. $consumers]), '', 'no consumer printed an error');
 
 my (%delivered, %failed, %released, @per_consumer);
-my $deliveries = 0;
+my ($deliveries, $odd_claims) = (0, 0);
 for my $c (1 .. $consumers)
 {
 	my $n = 0;
@@ -115,6 +118,7 @@ for my $c (1 .. $consumers)
 		if ($line =~ /^D (\S+)$/) { $delivered{$1}++; $deliveries++; $n++; }
 		elsif ($line =~ /^F (\S+)\|/) { $failed{$1}++; }
 		elsif ($line =~ /^R (\S+)$/) { $released{$1}++; }
+		elsif ($line =~ /^T /) { $odd_claims++; }
 	}
 	push @per_consumer, $n;
 }
@@ -122,6 +126,7 @@ note "deliveries per consumer: @per_consumer";
 note sprintf('failures reported: %d, releases: %d', scalar(map { ($_) x $failed{$_} } keys %failed),
 	scalar(map { ($_) x $released{$_} } keys %released));
 
+is($odd_claims, 0, 'each claim handed out distinct events under one lease token');
 is($deliveries, $events, "$events deliveries in all");
 is(scalar(keys %delivered), $events, 'of as many distinct events: none delivered twice');
 ok((grep { $_ > 0 } @per_consumer) == $consumers, 'every consumer delivered some');
