@@ -167,7 +167,12 @@ for my $b (1 .. $batches)
 }
 my $healthy_took = time - $t_main;
 note(sprintf('the healthy endpoint got all %d in %.1f s (publishing included)', $total, $healthy_took));
-cmp_ok($healthy_took, '<', 60, 'the healthy endpoint got all 10,000 within 60 s beside the stalled one');
+# Within 5 times what the baseline's 2,000 took, per batch (at least 60 s in
+# all): the machine's speed (an assert-enabled server, other jobs) moves both.
+my $bound = 5 * $batches * $base_max / 1000;
+$bound = 60 if $bound < 60;
+cmp_ok($healthy_took, '<', $bound,
+	sprintf('the healthy endpoint got all 10,000 beside the stalled one within %.0f s (5x the baseline per batch)', $bound));
 
 # The healthy endpoint's latency beside the stalled endpoint against the
 # baseline without it: the median of the batches' medians within 5 times the
