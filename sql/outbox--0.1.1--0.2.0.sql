@@ -13,11 +13,67 @@
 -- When the relay handed the event to its subscriptions (NULL until then).
 ALTER TABLE @extschema@.outbox_events ADD COLUMN dispatched_at timestamptz;
 
--- The claim index leaves the events handed over out.
+-- Leases are HOT updates: no index names status, and a lease leaves
+-- available_at alone (it ends at keep_alive + expire_in_seconds, which 0.1.1
+-- kept equal to available_at, the lease's end, for active events: those stay
+-- held until then). A failed event is never due: available_at 'infinity'.
+UPDATE @extschema@.outbox_events SET available_at = 'infinity' WHERE status = 'failed';
+UPDATE @extschema@.outbox_events SET keep_alive = available_at - make_interval(secs => expire_in_seconds)
+ WHERE status = 'active';
+
+-- The claim index leaves the events handed over out, and names no status.
 DROP INDEX @extschema@.outbox_events_claim_idx;
 CREATE INDEX outbox_events_claim_idx ON @extschema@.outbox_events (available_at, seq)
-    WHERE status OPERATOR(pg_catalog.=) ANY ('{created,active}'::@extschema@.outbox_status[])
-      AND dispatched_at IS NULL;
+    WHERE dispatched_at IS NULL;
+DROP INDEX @extschema@.outbox_events_failed_idx;
+CREATE INDEX outbox_events_failed_idx ON @extschema@.outbox_events (created_on)
+    WHERE available_at OPERATOR(pg_catalog.=) 'infinity'::timestamptz;
+-- Room on each page for the new row version of a lease (pages written
+-- before keep their fill).
+ALTER TABLE @extschema@.outbox_events SET (fillfactor = 50);
+
+CREATE OR REPLACE FUNCTION @extschema@.outbox_failed_events(max_events integer DEFAULT 100)
+RETURNS SETOF @extschema@.outbox_events
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF max_events IS NULL OR max_events < 1 OR max_events > 10000 THEN
+        RAISE EXCEPTION 'max_events must be between 1 and 10000, not %', coalesce(max_events::text, 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+        SELECT * FROM @extschema@.outbox_events e
+         WHERE e.available_at = 'infinity' AND e.status = 'failed'
+         ORDER BY e.created_on DESC, e.seq DESC
+         LIMIT max_events;
+END
+$$;
+
+CREATE OR REPLACE FUNCTION @extschema@.outbox_stats(
+    OUT created bigint,
+    OUT scheduled bigint,
+    OUT active bigint,
+    OUT failed bigint,
+    OUT oldest_pending_age interval,
+    OUT archived bigint)
+RETURNS record
+LANGUAGE sql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT count(*) FILTER (WHERE e.status = 'created' AND e.available_at <= now()),
+           count(*) FILTER (WHERE e.status = 'created' AND e.available_at > now()),
+           count(*) FILTER (WHERE e.status = 'active'),
+           count(*) FILTER (WHERE e.status = 'failed'),
+           -- Due and not held: created, handed over, or a lease that ended.
+           now() - min(e.available_at) FILTER (WHERE e.available_at <= now()
+               AND (e.status = 'created' OR e.status = 'active'
+                    AND (e.dispatched_at IS NOT NULL
+                         OR e.keep_alive + make_interval(secs => e.expire_in_seconds) <= now()))),
+           (SELECT count(*) FROM @extschema@.outbox_events_archive)
+      FROM @extschema@.outbox_events e
+$$;
+
 
 -- Each subscription's outcome, for the events delivered through them.
 ALTER TABLE @extschema@.outbox_events_archive ADD COLUMN deliveries jsonb;

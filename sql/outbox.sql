@@ -98,8 +98,10 @@ CREATE TABLE @extschema@.outbox_events (
     occurred_at       timestamptz NOT NULL DEFAULT pg_catalog.now(),
     created_on        timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- When the event may next be claimed: the publish time, the requested
-    -- delivery time, the retry time after a failure, or (while active) the end
-    -- of the lease, after which another consumer may reclaim it.
+    -- delivery time or the retry time after a failure; 'infinity' while
+    -- failed (never due). A lease does not move it: while active, the lease
+    -- ends at keep_alive + expire_in_seconds, after which another consumer
+    -- may reclaim the event.
     available_at      timestamptz NOT NULL DEFAULT pg_catalog.now(),
     -- Failed attempts so far (a failure reported by a consumer, or a lease
     -- that expired and was reclaimed). Attempt number = retry_count + 1.
@@ -107,8 +109,11 @@ CREATE TABLE @extschema@.outbox_events (
     last_error        text,
     -- When a failed attempt scheduled the next one (NULL otherwise).
     next_retry_at     timestamptz,
-    -- The current (or last) lease: when it was taken, the last heartbeat,
-    -- its length, who holds it and its fencing token.
+    -- The current (or last) lease: when it was taken, the last heartbeat
+    -- (or the claim), its length, who holds it and its fencing token. While
+    -- active it ends at keep_alive + expire_in_seconds. No index covers
+    -- these columns, nor status: taking a lease and extending it are HOT
+    -- updates (same page, no new index entries).
     started_on        timestamptz,
     keep_alive        timestamptz,
     expire_in_seconds integer NOT NULL DEFAULT 30,
@@ -134,16 +139,19 @@ COMMENT ON TABLE @extschema@.outbox_events IS
     'Events published and not yet delivered (created, active) or given up (failed). Write through outbox_publish().';
 
 -- The claim path: due events, oldest first (those handed to subscriptions
--- are not claimed again: their deliveries are).
+-- are not claimed again: their deliveries are). No index names status, and
+-- a lease leaves available_at alone: a claim's UPDATE is HOT. Leased events
+-- keep their place here, and the claim leaves those whose lease holds out
+-- when it reads them; failed events sit at the end ('infinity').
 CREATE INDEX outbox_events_claim_idx ON @extschema@.outbox_events (available_at, seq)
-    WHERE status OPERATOR(pg_catalog.=) ANY ('{created,active}'::@extschema@.outbox_status[])
-      AND dispatched_at IS NULL;
+    WHERE dispatched_at IS NULL;
 -- Per-key ordering: is there an earlier event with the same key?
 CREATE INDEX outbox_events_ordering_idx ON @extschema@.outbox_events (ordering_key, seq)
     WHERE ordering_key IS NOT NULL;
--- Operations: failed events, newest first.
+-- Operations: failed events, newest first. A failed event, and only a
+-- failed one, has available_at 'infinity' (deliver_at must be finite).
 CREATE INDEX outbox_events_failed_idx ON @extschema@.outbox_events (created_on)
-    WHERE status OPERATOR(pg_catalog.=) 'failed'::@extschema@.outbox_status;
+    WHERE available_at OPERATOR(pg_catalog.=) 'infinity'::timestamptz;
 
 -- A queue table: rows come and go fast. Vacuum it early and without sleeping.
 ALTER TABLE @extschema@.outbox_events SET (
@@ -153,6 +161,11 @@ ALTER TABLE @extschema@.outbox_events SET (
     autovacuum_vacuum_cost_delay = 0,
     autovacuum_analyze_scale_factor = 0.02
 );
+-- Pages filled to half at insert: a claim takes whole pages of events in
+-- one statement, and each lease is a new row version that must fit on the
+-- same page for the update to be HOT (bench/PROFILING.md). A separate
+-- statement, as in the update from 0.1.1: the same order of reloptions.
+ALTER TABLE @extschema@.outbox_events SET (fillfactor = 50);
 
 -- Events that left the outbox: delivered ('completed') or discarded by an
 -- operator after failing ('failed'). Partitioned by day of completed_on so
@@ -345,7 +358,7 @@ BEGIN
     END IF;
     RETURN QUERY
         SELECT * FROM @extschema@.outbox_events e
-         WHERE e.status = 'failed'
+         WHERE e.available_at = 'infinity' AND e.status = 'failed'
          ORDER BY e.created_on DESC, e.seq DESC
          LIMIT max_events;
 END
@@ -506,8 +519,11 @@ AS $$
            count(*) FILTER (WHERE e.status = 'created' AND e.available_at > now()),
            count(*) FILTER (WHERE e.status = 'active'),
            count(*) FILTER (WHERE e.status = 'failed'),
-           now() - min(e.available_at) FILTER (WHERE e.status IN ('created', 'active')
-                                                   AND e.available_at <= now()),
+           -- Due and not held: created, handed over, or a lease that ended.
+           now() - min(e.available_at) FILTER (WHERE e.available_at <= now()
+               AND (e.status = 'created' OR e.status = 'active'
+                    AND (e.dispatched_at IS NOT NULL
+                         OR e.keep_alive + make_interval(secs => e.expire_in_seconds) <= now()))),
            (SELECT count(*) FROM @extschema@.outbox_events_archive)
       FROM @extschema@.outbox_events e
 $$;

@@ -193,8 +193,11 @@ fail_leased(pg_uuid_t *id, int64 token, text *error, Interval *retry_in, bool re
         next = retry_in != nullptr ? timestamp_plus_arg(now, retry_in, "retry_in") : retry_time(now, failures_before);
     }
     const char *status = give_up ? "failed" : "created";
+    // A failed event is never due ('infinity'): out of the claim order, into
+    // outbox_events_failed_idx.
+    TimestampTz due = give_up ? DT_NOEND : next;
     Datum values[5] = {UUIDPGetDatum(id), CStringGetTextDatum(status), PointerGetDatum(error),
-                       TimestampTzGetDatum(next), TimestampTzGetDatum(next)};
+                       TimestampTzGetDatum(due), TimestampTzGetDatum(next)};
     char nulls[6] = "     ";
     if (give_up)
         nulls[4] = 'n';

@@ -29,10 +29,14 @@ namespace {
 // Events the relay handed to subscriptions (dispatched_at set) are never
 // claimed again: their deliveries are. `earlier` picks the events that hold
 // a later one of their ordering key back.
+// A leased event keeps its place in outbox_events_claim_idx (the lease does
+// not move available_at, so that taking and extending it are HOT updates):
+// the scan meets the leases in force and leaves them out here, from the heap.
 #define CLAIMABLE_HELD_BY(earlier)                                                      \
     " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[])"           \
     "   @undispatched@"                                                                 \
     "   AND e.available_at <= statement_timestamp()"                                    \
+    "   AND (e.status = 'created' OR " LEASE_ENDED ")"                                  \
     "   AND ($2::text[] IS NULL OR e.type LIKE ANY ($2::text[]))"                       \
     "   AND ($3::text[] IS NULL OR NOT e.type LIKE ANY ($3::text[]))"                   \
     "   AND ($4::uuid[] IS NULL OR e.id <> ALL ($4::uuid[]))"                           \
@@ -42,6 +46,12 @@ namespace {
     " ORDER BY e.available_at, e.seq"                                                   \
     " LIMIT $1"                                                                         \
     " FOR UPDATE OF e SKIP LOCKED"
+
+// When a lease ends: its last heartbeat (or its claim) plus its length. Not
+// a column of any index, nor is keep_alive or expire_in_seconds.
+#define LEASE_END "(e.keep_alive + make_interval(secs => e.expire_in_seconds))"
+// The lease of an active event has ended (NULL keep_alive: no lease to wait for).
+#define LEASE_ENDED "coalesce(" LEASE_END " <= statement_timestamp(), true)"
 
 // For consumers: any earlier event of the key still in the outbox (pending,
 // in flight, being delivered to subscriptions, or failed) holds it back.
@@ -64,6 +74,10 @@ namespace {
     "format('lease expired: not completed within %s s by %s (lease token %s)',"         \
     " e.expire_in_seconds, coalesce(e.lease_owner, 'an unnamed consumer'), e.lease_token)"
 
+// A failed event is never due: available_at 'infinity' takes it out of the
+// claim order and into outbox_events_failed_idx (whose predicate this is).
+#define NEVER_DUE "'infinity'::timestamptz"
+
 // An expired lease taken back ("reclaim xact" and "reclaim expired"; $1 is
 // outbox.max_retries): the attempt counts; past the maximum the event becomes
 // failed, else it is due again at once.
@@ -71,7 +85,9 @@ namespace {
     "UPDATE @extschema@.outbox_events e SET"                                            \
     " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::@extschema@.outbox_status," \
     " retry_count = e.retry_count + 1, last_error = " LEASE_EXPIRED ","                 \
-    " available_at = statement_timestamp(), next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
+    " available_at = CASE WHEN e.retry_count >= $1 THEN " NEVER_DUE                     \
+    "                ELSE least(e.available_at, statement_timestamp()) END,"             \
+    " next_retry_at = NULL, keep_alive = NULL, lease_token = NULL"
 
 // Completed events, moved to the archive: those of outbox_events that
 // `where` picks, recorded with `started_on` and `lease_owner`.
@@ -126,14 +142,14 @@ constexpr Statement kStatements[] = {
      " started_on = CASE WHEN " EXHAUSTED " THEN e.started_on ELSE statement_timestamp() END,"
      " keep_alive = CASE WHEN " EXHAUSTED " THEN e.keep_alive ELSE statement_timestamp() END,"
      " expire_in_seconds = CASE WHEN " EXHAUSTED " THEN e.expire_in_seconds ELSE $6 END,"
-     " available_at = CASE WHEN " EXHAUSTED " THEN statement_timestamp()"
-     "                ELSE statement_timestamp() + make_interval(secs => $6) END,"
+          // The lease does not move available_at (an indexed column): HOT.
+     " available_at = CASE WHEN " EXHAUSTED " THEN " NEVER_DUE " ELSE e.available_at END,"
      " lease_owner = CASE WHEN " EXHAUSTED " THEN e.lease_owner ELSE $7 END,"
      " lease_token = CASE WHEN " EXHAUSTED " THEN NULL"
      "               ELSE " CLAIM_TOKEN " END"
      " WHERE e.id = ANY (ARRAY(SELECT id FROM cand)) "
      "RETURNING e.id, e.type, e.payload, e.headers, e.ordering_key, e.occurred_at,"
-     " e.retry_count + 1 AS attempt, e.lease_token, e.available_at, e.status = 'active' AS handed_out) "
+     " e.retry_count + 1 AS attempt, e.lease_token, " LEASE_END ", e.status = 'active' AS handed_out) "
      "SELECT claimed.*, cand.expired, cand.prior_owner, cand.due FROM claimed JOIN cand ON cand.id = claimed.id"
      " ORDER BY cand.due, cand.seq",
      8, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, INT8OID, INT4OID, TEXTOID, INT4OID},
@@ -471,9 +487,8 @@ constexpr Statement kStatements[] = {
     {Stmt::Heartbeat, "heartbeat",
      "UPDATE @extschema@.outbox_events e SET"
      " keep_alive = statement_timestamp(),"
-     " expire_in_seconds = coalesce($3, e.expire_in_seconds),"
-     " available_at = statement_timestamp() + make_interval(secs => coalesce($3, e.expire_in_seconds)) "
-     "WHERE " HELD_BY_LEASE " RETURNING e.id, e.available_at",
+     " expire_in_seconds = coalesce($3, e.expire_in_seconds) "
+     "WHERE " HELD_BY_LEASE " RETURNING e.id, " LEASE_END,
      3, {UUIDARRAYOID, INT8OID, INT4OID}, PlanChoice::Default},
 
     {Stmt::Complete, "complete",
@@ -493,7 +508,7 @@ constexpr Statement kStatements[] = {
 
     {Stmt::Release, "release",
      "UPDATE @extschema@.outbox_events e SET"
-     " status = 'created', available_at = statement_timestamp(),"
+     " status = 'created', available_at = least(e.available_at, statement_timestamp()),"
      " keep_alive = NULL, lease_owner = NULL, lease_token = NULL "
      "WHERE " HELD_BY_LEASE " RETURNING e.id",
      2, {UUIDARRAYOID, INT8OID}, PlanChoice::Default},
@@ -533,6 +548,7 @@ constexpr Statement kStatements[] = {
      "WITH expired AS ("
      " SELECT e.id FROM @extschema@.outbox_events e"
      " WHERE e.status = 'active' @undispatched@ AND e.available_at <= statement_timestamp()"
+     "   AND " LEASE_ENDED
      " ORDER BY e.available_at LIMIT $2"
      " FOR UPDATE SKIP LOCKED) "
      RECLAIM
@@ -549,7 +565,8 @@ constexpr Statement kStatements[] = {
      "SELECT least("
      " (SELECT min(e.available_at) FROM @extschema@.outbox_events e"
      "   WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[])"
-     "     AND e.dispatched_at IS NULL AND e.available_at > statement_timestamp()),"
+     "     AND e.dispatched_at IS NULL AND e.available_at > statement_timestamp()"
+     "     AND e.available_at < " NEVER_DUE "),"
      " (SELECT min(d.available_at) FROM @extschema@.outbox_deliveries d"
      "   WHERE d.subscription = ANY ($1::text[]) AND d.status = 'created'"
      "     AND d.available_at > statement_timestamp()))",
@@ -573,7 +590,8 @@ constexpr Statement kStatements[] = {
      "UPDATE @extschema@.outbox_events e SET"
      " status = CASE WHEN e.retry_count >= $1 THEN 'failed' ELSE 'created' END::@extschema@.outbox_status,"
      " retry_count = e.retry_count + 1, last_error = $3,"
-     " available_at = statement_timestamp(), next_retry_at = NULL"
+     " available_at = CASE WHEN e.retry_count >= $1 THEN " NEVER_DUE " ELSE statement_timestamp() END,"
+     " next_retry_at = NULL"
      " WHERE e.id = ANY (ARRAY(SELECT id FROM held))"
      " RETURNING e.status = 'failed'",
      3, {INT4OID, UUIDARRAYOID, TEXTOID}, PlanChoice::Default},
@@ -603,6 +621,9 @@ constexpr Statement kStatements[] = {
 #undef EXHAUSTED
 #undef LEASE_EXPIRED
 #undef RECLAIM
+#undef LEASE_END
+#undef LEASE_ENDED
+#undef NEVER_DUE
 #undef COMPLETE
 #undef HELD_BY_LEASE
 

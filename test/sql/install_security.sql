@@ -30,7 +30,7 @@ BEGIN
     claimed := c.id = id;
     EXECUTE format('SELECT %I.outbox_heartbeat(ARRAY[$1], $2) > pg_catalog.now()', s) INTO extended
         USING c.id, c.lease_token;
-    EXECUTE format('UPDATE %I.outbox_events SET available_at = pg_catalog.now() - interval ''1 second''', s);  -- lease ends
+    EXECUTE format('UPDATE %I.outbox_events SET keep_alive = pg_catalog.now() - pg_catalog.make_interval(secs => expire_in_seconds + 1)', s);  -- lease ends
     EXECUTE format('SELECT * FROM %I.outbox_claim(1, interval ''1 minute'', ''cycle'')', s) INTO c;
     attempt := c.attempt;
     EXECUTE format('SELECT %I.outbox_fail($1, $2, ''boom'', retryable => false)::text', s) INTO status

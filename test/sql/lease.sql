@@ -24,7 +24,7 @@ SELECT min(lease_token) AS tok, min(id::text) AS e1, max(id::text) AS e2 FROM c 
 -------------------------------------------------------------------------------
 SELECT outbox_heartbeat(ARRAY[:'e1', :'e2']::uuid[], :tok, interval '5 minutes')
        = statement_timestamp() + interval '5 minutes' AS extended_5min;
-SELECT payload, expire_in_seconds, available_at = keep_alive + interval '5 minutes' AS lease_end,
+SELECT payload, expire_in_seconds, keep_alive + make_interval(secs => expire_in_seconds) = keep_alive + interval '5 minutes' AS lease_end,
        keep_alive >= started_on AS beat
   FROM outbox_events WHERE status = 'active' ORDER BY seq;
 SELECT outbox_heartbeat(ARRAY[:'e1']::uuid[], :tok) = statement_timestamp() + interval '5 minutes' AS extended_again;
@@ -84,9 +84,9 @@ SELECT outbox_complete(ARRAY[:'slow_id']::uuid[], :fast_tok);
 -- the past as superuser, standing for the wait).
 SELECT outbox_publish('late', '{}', id => '00000000-0000-4000-8000-000000000503') AS late_id \gset
 SELECT lease_token AS late_tok FROM outbox_claim(1, interval '1 minute', 'late-worker') \gset
-UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'late_id';
+UPDATE outbox_events SET keep_alive = now() - make_interval(secs => expire_in_seconds + 1) WHERE id = :'late_id';
 SELECT outbox_heartbeat(ARRAY[:'late_id']::uuid[], :late_tok) > now() AS extended;
-UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'late_id';
+UPDATE outbox_events SET keep_alive = now() - make_interval(secs => expire_in_seconds + 1) WHERE id = :'late_id';
 SELECT outbox_complete(ARRAY[:'late_id']::uuid[], :late_tok) AS completed;
 
 -- An event that was released, or failed and is waiting for its retry, is no

@@ -127,12 +127,12 @@ TRUNCATE outbox_events;
 SELECT outbox_publish('poison.pill', '{}') AS id \gset
 SELECT attempt FROM outbox_claim(1, interval '1 minute', 'victim-1');
 -- The consumer dies; its lease runs out (as superuser: the minute passes).
-UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'id';
+UPDATE outbox_events SET keep_alive = now() - make_interval(secs => expire_in_seconds + 1) WHERE id = :'id';
 SELECT attempt FROM outbox_claim(1, interval '1 minute', 'victim-2');
 SELECT status, retry_count, last_error FROM outbox_events WHERE id = :'id';
 -- Dies again: attempt 2 was the last one (1 + max_retries). The next claim
 -- marks it failed instead of handing it out.
-UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'id';
+UPDATE outbox_events SET keep_alive = now() - make_interval(secs => expire_in_seconds + 1) WHERE id = :'id';
 SELECT count(*) AS claimed FROM outbox_claim(1, interval '1 minute', 'victim-3');
 SELECT status, retry_count, last_error FROM outbox_events WHERE id = :'id';
 -- It is listed among the failed events.
@@ -147,7 +147,7 @@ SELECT outbox_publish('healthy', '{}', id => '00000000-0000-4000-8000-0000000000
 SELECT outbox_publish('healthy', '{}', id => '00000000-0000-4000-8000-000000000004') IS NOT NULL AS published;
 SELECT id FROM outbox_claim(2, interval '1 minute', 'victim');
 -- Both poison events are past their last attempt when their leases run out.
-UPDATE outbox_events SET retry_count = 1, available_at = now() - interval '1 second' WHERE type = 'poison.pill';
+UPDATE outbox_events SET retry_count = 1, keep_alive = now() - make_interval(secs => expire_in_seconds + 1) WHERE type = 'poison.pill';
 SELECT id, type, attempt, lease_token = min(lease_token) OVER () AS one_token
   FROM outbox_claim(2, interval '1 minute', 'survivor');
 SELECT id, status, lease_owner, last_error FROM outbox_events ORDER BY seq;
@@ -157,7 +157,7 @@ TRUNCATE outbox_events;
 SELECT outbox_publish('mixed', '{}') AS id \gset
 SELECT * FROM pg_temp.attempt_and_fail();
 SELECT attempt FROM outbox_claim(1, interval '1 minute', 'dies');
-UPDATE outbox_events SET available_at = now() - interval '1 second' WHERE id = :'id';
+UPDATE outbox_events SET keep_alive = now() - make_interval(secs => expire_in_seconds + 1) WHERE id = :'id';
 SELECT count(*) AS claimed FROM outbox_claim(1);
 SELECT status, retry_count FROM outbox_events WHERE id = :'id';
 RESET outbox.max_retries;

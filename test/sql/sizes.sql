@@ -55,7 +55,7 @@ VACUUM outbox_events;  -- (only to keep the test quick)
 SELECT count(*) AS claimed, count(DISTINCT id) AS distinct_claimed FROM claimed;
 SELECT outbox_heartbeat(ARRAY(SELECT id FROM batch ORDER BY n), :tok, interval '20 minutes') > now() + interval '19 minutes'
        AS heartbeat_extends;
-SELECT count(*) FILTER (WHERE available_at > now() + interval '19 minutes') AS extended FROM outbox_events;
+SELECT count(*) FILTER (WHERE keep_alive + make_interval(secs => expire_in_seconds) > now() + interval '19 minutes') AS extended FROM outbox_events;
 VACUUM outbox_events;
 SELECT outbox_release(ARRAY(SELECT id FROM batch ORDER BY n), :tok) AS released;
 SELECT status, count(*) FROM outbox_events GROUP BY status;
