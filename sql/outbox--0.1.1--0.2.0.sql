@@ -18,8 +18,6 @@ ALTER TABLE @extschema@.outbox_events ADD COLUMN dispatched_at timestamptz;
 -- kept equal to available_at, the lease's end, for active events: those stay
 -- held until then). A failed event is never due: available_at 'infinity'.
 UPDATE @extschema@.outbox_events SET available_at = 'infinity' WHERE status = 'failed';
-UPDATE @extschema@.outbox_events SET keep_alive = available_at - make_interval(secs => expire_in_seconds)
- WHERE status = 'active';
 
 -- The claim index leaves the events handed over out, and names no status.
 DROP INDEX @extschema@.outbox_events_claim_idx;
