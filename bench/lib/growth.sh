@@ -6,9 +6,10 @@
 # with the same archive partitions: w6_empty (nothing pending, an empty
 # archive) and w6_full (W6_PENDING events pending, W6_ARCHIVED in the archive,
 # vacuumed and analyzed). In each round, alternating which goes first:
-#   publish  pgbench -c 4 -T W6_SECONDS, W1's publishing transaction
-#            (bench/sql/w1_outbox.sql: a business row and outbox_publish()),
-#            synchronous_commit on and off (W6_SYNC)
+#   publish  pgbench -c 4 -T W6_SECONDS, W1's publishing transaction with
+#            events shaped as the fill's (bench/sql/w6_publish.sql: a business
+#            row and outbox_publish() with a key on half, a header on a
+#            quarter), synchronous_commit on and off (W6_SYNC)
 #   claim    pgbench -c 1 -t B, bench/sql/w6_claim.sql: outbox_claim of 100
 #            (a lease) then outbox_complete, two transactions per batch; B is
 #            what w6_empty's publish phases left pending, in batches of 100:
@@ -22,16 +23,18 @@
 # of its outbox_events.
 w6_counters() {
     "${psql[@]}" -d "$1" -At -F ' ' -c "SELECT w.wal_bytes, w.wal_fpi, d.blks_hit, d.blks_read,
-        t.autovacuum_count, t.n_dead_tup, t.n_live_tup
+        t.autovacuum_count, t.n_dead_tup, t.n_live_tup,
+        (SELECT count(*) FROM pg_stat_progress_vacuum v WHERE v.datname = current_database() AND v.relid = t.relid)
       FROM pg_stat_wal w, pg_stat_database d, pg_stat_user_tables t
      WHERE d.datname = current_database() AND t.relid = 'outbox_events'::regclass"
 }
 # w6_delta BEFORE AFTER: the deltas as JSON members (dead and live tuples:
-# the values after).
+# the values after; vacuuming: autovacuum was at work on the database's
+# outbox_events at the start or the end of the phase).
 w6_delta() {
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
-        printf "\"wal_bytes\":%d,\"wal_fpi\":%d,\"blks_hit\":%d,\"blks_read\":%d,\"autovacuums\":%d,\"dead_tuples\":%d,\"live_tuples\":%d",
-            y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4], y[5] - x[5], y[6], y[7] }'
+        printf "\"wal_bytes\":%d,\"wal_fpi\":%d,\"blks_hit\":%d,\"blks_read\":%d,\"autovacuums\":%d,\"dead_tuples\":%d,\"live_tuples\":%d,\"vacuuming\":%s",
+            y[1] - x[1], y[2] - x[2], y[3] - x[3], y[4] - x[4], y[5] - x[5], y[6], y[7], (x[8] + y[8] > 0 ? "true" : "false") }'
 }
 
 # w6_db DB: a database made like bench, with the archive's partitions for the
@@ -173,7 +176,7 @@ SELECT outbox_complete(:'ids', :token);
 \echo ==== publish
 BEGIN;
 INSERT INTO orders (customer_id, amount, status) VALUES (1, 13.70, 'new');
-SELECT outbox_publish('order.created', bench_payload(1)) IS NOT NULL AS published;
+SELECT outbox_publish('order.shipped', bench_payload(2), 'customer-1') IS NOT NULL AS published;
 COMMIT;
 SQL
 }
@@ -224,7 +227,7 @@ w6() {
         for mode in $modes; do
             for db in $dbs; do
                 before=$(w6_counters $db)
-                PGOPTIONS="-c synchronous_commit=$mode" w6_pgbench $db -c 4 -j 2 -T "$W6_SECONDS" -f bench/sql/w1_outbox.sql ||
+                PGOPTIONS="-c synchronous_commit=$mode" w6_pgbench $db -c 4 -j 2 -T "$W6_SECONDS" -D keys="$W6_KEYS" -f bench/sql/w6_publish.sql ||
                     { cat "$bw/w6-pgbench.out"; notok "W6: publish on $db"; bad=1; continue; }
                 after=$(w6_counters $db)
                 pub[$db.$mode]=$(w6_tps); lat[$db.$mode]=$(w6_lat)
@@ -299,13 +302,13 @@ w6() {
     # events published first, so that w6_empty has batches to claim).
     for db in w6_empty w6_full; do
         "${psql[@]}" -d $db -At -c "SET outbox.require_transaction = off" \
-            -c "SELECT count(outbox_publish('order.created', bench_payload(n))) FROM generate_series(1, 300) n" >/dev/null
+            -c "SELECT count(outbox_publish('order.created', bench_payload(n), CASE WHEN n % 2 = 0 THEN 'customer-' || (n / 2 % $W6_KEYS) END)) FROM generate_series(1, 300) n" >/dev/null
         w6_explain $db
         line=$(w6_sizes $db); echo "${line%\}}, \"when\" : \"after the rounds\"}" >>"$results"
     done
     check "W6: plans of claim, complete and publish kept (auto_explain) in $bw/w6-explain-{w6_empty,w6_full}.txt" \
         grep -q "Query Text" "$bw/w6-explain-w6_full.txt"
-    [ $quick = 1 ] || echo "{\"workload\":\"W6cmd\",\"cmd\":\"PGOPTIONS='-c synchronous_commit=on|off' pgbench -n -M prepared -c 4 -j 2 -T $W6_SECONDS -f bench/sql/w1_outbox.sql w6_empty|w6_full; pgbench -n -M prepared -c 1 -t BATCHES -r -f bench/sql/w6_claim.sql w6_empty|w6_full\"}" >>"$results"
+    [ $quick = 1 ] || echo "{\"workload\":\"W6cmd\",\"cmd\":\"PGOPTIONS='-c synchronous_commit=on|off' pgbench -n -M prepared -c 4 -j 2 -T $W6_SECONDS -D keys=$W6_KEYS -f bench/sql/w6_publish.sql w6_empty|w6_full; pgbench -n -M prepared -c 1 -t BATCHES -r -f bench/sql/w6_claim.sql w6_empty|w6_full\"}" >>"$results"
     if [ "${W6_KEEP:-0}" = 1 ]; then
         log "W6: databases w6_empty and w6_full kept (W6_KEEP=1)"
     else
