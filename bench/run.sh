@@ -2,7 +2,7 @@
 # Benchmarks of outbox against raw SQL and peer queues (PgQ, pg-boss,
 # graphile-worker), on a throwaway local cluster. See bench/README.md.
 #
-#   bash bench/run.sh                 full run, writes bench/RESULTS.md (about 45 minutes),
+#   bash bench/run.sh                 full run, writes bench/RESULTS.md (about an hour),
 #                                     the raw series into bench/data/ and the pictures
 #                                     drawn from them into bench/plots/
 #   bash bench/run.sh --quick         CI smoke test: small counts, asserts that every

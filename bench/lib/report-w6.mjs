@@ -108,7 +108,7 @@ export function w6Section({ by, p, fmt, targets, mib, picture }) {
         const rs = rows.filter((l) => l.db === db);
         const units = rs.reduce((a, l) => a + n(l), 0) || NaN;
         const sum = (k) => rs.reduce((a, l) => a + (l[k] || 0), 0);
-        return { wal: sum('wal_bytes') / units, fpi: sum('wal_fpi') / units, bufs: (sum('blks_hit') + sum('blks_read')) / units, av: sum('autovacuums') };
+        return { wal: sum('wal_bytes') / units, fpi: sum('wal_fpi') / units, bufs: (sum('blks_hit') + sum('blks_read')) / units, read: sum('blks_read') / units, av: sum('autovacuums') };
     };
     const ce = perUnit(claim, 'w6_empty', (l) => l.done), cf = perUnit(claim, 'w6_full', (l) => l.done);
     const pe = perUnit(pub, 'w6_empty', (l) => l.transactions), pf = perUnit(pub, 'w6_full', (l) => l.transactions);
@@ -117,6 +117,7 @@ export function w6Section({ by, p, fmt, targets, mib, picture }) {
     p(`| WAL bytes | ${fmt(pe.wal)} / ${fmt(pf.wal)} | ${fmt(ce.wal)} / ${fmt(cf.wal)} |`);
     p(`| full-page images | ${fmt(pe.fpi, 2)} / ${fmt(pf.fpi, 2)} | ${fmt(ce.fpi, 2)} / ${fmt(cf.fpi, 2)} |`);
     p(`| buffers (hit + read) in the database | ${fmt(pe.bufs, 1)} / ${fmt(pf.bufs, 1)} | ${fmt(ce.bufs, 1)} / ${fmt(cf.bufs, 1)} |`);
+    p(`| of which read from outside shared_buffers | ${fmt(pe.read, 2)} / ${fmt(pf.read, 2)} | ${fmt(ce.read, 1)} / ${fmt(cf.read, 1)} |`);
     p(`| autovacuums of \`outbox_events\` during the phases | ${pe.av} / ${pf.av} | ${ce.av} / ${cf.av} |`);
     p();
     p('| cost full / empty | median | target |');
