@@ -2,14 +2,14 @@
 # Benchmarks of outbox against raw SQL and peer queues (PgQ, pg-boss,
 # graphile-worker), on a throwaway local cluster. See bench/README.md.
 #
-#   bash bench/run.sh                 full run, writes bench/RESULTS.md (about 45 minutes),
+#   bash bench/run.sh                 full run, writes bench/RESULTS.md (about an hour),
 #                                     the raw series into bench/data/ and the pictures
 #                                     drawn from them into bench/plots/
 #   bash bench/run.sh --quick         CI smoke test: small counts, asserts that every
 #                                     workload delivers every event exactly once and that
 #                                     every picture is drawn (into the work folder); prints
 #                                     "ok - ..." / "not ok - ..." lines
-#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W2lean W3 W4 W8 W9 W5 W7)
+#   bash bench/run.sh --only W1,W2    a subset (W1 W2 W2worker W2lean W3 W4 W6 W8 W9 W5 W7)
 #
 # Run as root: it installs the peers and gnuplot if they are missing (apt:
 # postgresql-15-pgq3 pgqd gnuplot-nox; npm: bench/package-lock.json into
@@ -21,7 +21,8 @@
 #
 # Environment: PGBIN, OUTBOX_WORK (work folder), BENCH_PORT, and the sizes
 # W1_SECONDS W1_ROUNDS W2_EVENTS W2_GRAPHILE_EVENTS W2_ROUNDS W2LEAN_ROUNDS W3_RATE W3_SECONDS
-# W4_EVENTS W4_RATE W8_RATE W8_SECONDS W8_EVENTS W8_CONNECTIONS W9_RATE W9_SECONDS
+# W4_EVENTS W4_RATE W6_PENDING W6_ARCHIVED W6_DAYS W6_KEYS W6_ROUNDS W6_SECONDS
+# W6_SYNC W6_KEEP W8_RATE W8_SECONDS W8_EVENTS W8_CONNECTIONS W9_RATE W9_SECONDS
 # W9_EVENTS W5_SECONDS W5_CLIENTS W5_SHARE W7_DATABASES W7_TARGETS W7_RATE
 # W7_SECONDS W7_IDLE_SECONDS W7_ROUNDS.
 set -uo pipefail
@@ -29,13 +30,13 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 src=$(dirname "$here")
 quick=0
-only="W1,W2,W2worker,W2lean,W3,W4,W8,W9,W5,W7"
+only="W1,W2,W2worker,W2lean,W3,W4,W6,W8,W9,W5,W7"
 while [ $# -gt 0 ]; do
     case $1 in
     --quick) quick=1 ;;
     --only) only=$2; shift ;;
     --only=*) only=${1#--only=} ;;
-    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W2lean,W3,W4,W8,W9,W5,W7]" >&2; exit 2 ;;
+    *) echo "usage: bash bench/run.sh [--quick] [--only W1,W2,W2worker,W2lean,W3,W4,W6,W8,W9,W5,W7]" >&2; exit 2 ;;
     esac
     shift
 done
@@ -106,6 +107,7 @@ cd "$src"
 if [ $quick = 1 ]; then
     W1_SECONDS=0; W1_ROUNDS=1; W2_EVENTS=${W2_EVENTS:-1000}; W2_GRAPHILE_EVENTS=${W2_GRAPHILE_EVENTS:-300}; W2_ROUNDS=1
     W3_RATE=${W3_RATE:-200}; W3_SECONDS=${W3_SECONDS:-2}; W4_EVENTS=${W4_EVENTS:-2000}; W4_RATE=${W4_RATE:-2000}
+    W6_PENDING=${W6_PENDING:-20000}; W6_ARCHIVED=${W6_ARCHIVED:-40000}; W6_ROUNDS=${W6_ROUNDS:-2}; W6_SECONDS=${W6_SECONDS:-1}
     W8_RATE=${W8_RATE:-200}; W8_SECONDS=${W8_SECONDS:-2}; W8_EVENTS=${W8_EVENTS:-2000}
     W9_RATE=${W9_RATE:-200}; W9_SECONDS=${W9_SECONDS:-2}; W9_EVENTS=${W9_EVENTS:-2000}
     W5_SECONDS=${W5_SECONDS:-2}
@@ -122,6 +124,11 @@ W3_RATE=${W3_RATE:-1000}; W3_SECONDS=${W3_SECONDS:-30}
 # W4: 1,000,000 events (what the issue asks for) at 2,000/s: about 8.5 minutes,
 # which publishers and consumers side by side sustain on the 2-core machine.
 W4_EVENTS=${W4_EVENTS:-1000000}; W4_RATE=${W4_RATE:-2000}
+# W6: growth of cost: 5,000,000 events pending and 10,000,000 archived (over
+# the 5 days before today and today) against an empty outbox, 5 rounds of
+# publishing (8 s, synchronous_commit on and off) and claiming (bench/lib/growth.sh).
+W6_PENDING=${W6_PENDING:-5000000}; W6_ARCHIVED=${W6_ARCHIVED:-10000000}; W6_DAYS=${W6_DAYS:-5}; W6_KEYS=${W6_KEYS:-1000}
+W6_ROUNDS=${W6_ROUNDS:-5}; W6_SECONDS=${W6_SECONDS:-8}; W6_SYNC=${W6_SYNC:-on off}
 # W8: webhooks: latency at 1,000 events/s for 30 s, throughput of a 50,000
 # event backlog over 32 connections, and the SQL-handler drain of the same
 # backlog for comparison.
@@ -827,6 +834,9 @@ want W2worker && w2_worker
 want W2lean && w2lean
 want W3 && w3
 want W4 && w4
+# W6 (growth of cost) is in bench/lib/growth.sh.
+. bench/lib/growth.sh
+want W6 && w6
 want W8 && w8
 want W9 && w9
 # W5 (capacity) and W7 (many databases) are in bench/lib/scale.sh; W7

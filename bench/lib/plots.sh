@@ -14,6 +14,7 @@
 #   w4-sizes.png             W4: sizes of outbox_events, its indexes and the
 #                            archive, dead tuples, and events delivered per second
 #   w5-backlog.png, w5-latency.png, w7-latency.png: W5 and W7, see plots-scale.sh
+#   w6-ratios.png            W6: cost on a full outbox over an empty one, per round, see plots-growth.sh
 # Prints "drew FILE" for each. Exits non-zero if gnuplot said anything (an
 # error, or a warning such as a series without a valid point): that picture
 # is removed rather than left empty or half drawn.
@@ -245,5 +246,7 @@ EOF
         draw w4-sizes "$tmp/w4-sizes.gp"
     fi
 fi
+
+. "$(dirname "${BASH_SOURCE[0]}")/plots-growth.sh"
 
 exit $status

@@ -1,6 +1,7 @@
 // Turn bench/run.sh's results.jsonl into bench/RESULTS.md (on stdout).
 import { readFileSync, existsSync } from 'node:fs';
 import { w2leanSection } from './report-w2lean.mjs';
+import { w6Section } from './report-w6.mjs';
 
 // One or more results files (a run of a subset, e.g. on another build, can be
 // reported with a full one): the first file's machine description is used.
@@ -378,6 +379,10 @@ if (w4s.length) {
     picture('w4-sizes', 'W4: sizes of outbox_events, its indexes and the archive, dead tuples and autovacuums over the sustained run; events published and delivered per second');
     targets.push(['W4: outbox table size flat under sustained load', `${mib(max1)} → ${mib(max2)} over ${fmt(w4.events)} events`, flat]);
 }
+
+// ---------------------------------------------------------------- W6
+// Growth of cost: bench/lib/report-w6.mjs
+w6Section({ by, p, fmt, targets, mib, picture });
 
 // ---------------------------------------------------------------- W5
 const w5c = by('W5capacity');
