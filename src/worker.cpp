@@ -77,26 +77,39 @@ backlog_check_every_ms()
     return every < 1000 ? 1000 : every > kBacklogCheckIntervalMs ? kBacklogCheckIntervalMs : every;
 }
 
-// Sleep until `until`, or until the latch is set (a commit that published,
-// a signal). Statistics held back (at most one flush a second) go out
-// meanwhile, without a round. The latch is reset only before a round: a
-// commit that sets it from then on is seen by that round, or wakes the next
-// wait.
+// Sleep until `until`, or until a commit asks for a round (slot_wake: its
+// flag and the latch) or a signal comes (SIGTERM, SIGHUP, DROP DATABASE). A
+// latch set for nothing of that (the SIGALRM of a handler's timeout, which
+// PostgreSQL leaves armed after the handler) is slept through. Statistics held
+// back (PostgreSQL flushes at most once a second) go out a second later,
+// forced, without a round, as an idle backend's do (pgstat_report_stat(false)
+// would hold them back again: it measures from the last transaction's end).
+// The flag is cleared before the round, after the latch: a commit that asks
+// from then on is seen by that round, or wakes the next wait.
 void
-wait_for_round(TimestampTz until)
+wait_for_round(int idx, TimestampTz until)
 {
+    long stats_ms = pgstat_report_stat(false) > 0 ? 1000 : 0;
     for (;;) {
-        long stats_ms = pgstat_report_stat(false);
         long ms = ms_until(until);
         if (ms == 0)
             break;
         bool for_stats = stats_ms > 0 && stats_ms < ms;
         int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, for_stats ? stats_ms : ms,
                            PG_WAIT_EXTENSION);
-        if ((rc & WL_LATCH_SET) != 0 || !for_stats)
+        if ((rc & WL_LATCH_SET) != 0) {
+            ResetLatch(MyLatch);
+            if (slot_take_wake(idx) || InterruptPending || ConfigReloadPending || slot_asked_to_leave(idx))
+                return;
+            continue;
+        }
+        if (!for_stats)
             break;
+        (void) pgstat_report_stat(true);
+        stats_ms = 0;
     }
     ResetLatch(MyLatch);
+    (void) slot_take_wake(idx);
 }
 
 // Each round runs one transaction: the upkeep that is due (expired leases,
@@ -190,8 +203,12 @@ worker_loop(int idx, const InflightNote *left)
                                               "publishing and consuming work as before, and the relay delivers nothing.")));
                     was_missing = true;
                     quiet = false;
+                    // All upkeep at once when the extension is there.
                     next_archive = 0;
                     next_upkeep = 0;
+                    next_sweep = 0;
+                    next_backlog_check = 0;
+                    backlog_wake = 0;
                     slot_set_activity(idx, r.extension_missing ? "waiting for CREATE EXTENSION outbox"
                                                                : "waiting for ALTER EXTENSION outbox UPDATE");
                     // CREATE EXTENSION wakes the relay when it commits; an
@@ -277,7 +294,7 @@ worker_loop(int idx, const InflightNote *left)
             (void) pgstat_report_stat(false);
             continue;
         }
-        wait_for_round(next_round);
+        wait_for_round(idx, next_round);
     }
 }
 
