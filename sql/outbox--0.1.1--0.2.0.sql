@@ -126,6 +126,30 @@ ALTER TABLE @extschema@.outbox_deliveries SET (
 
 SELECT pg_catalog.pg_extension_config_dump('@extschema@.outbox_deliveries', '');
 
+-- outbox_retry wakes the relay at commit: an idle relay looks only when woken.
+CREATE OR REPLACE FUNCTION @extschema@.outbox_retry(ids uuid[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    n integer;
+BEGIN
+    PERFORM @extschema@._outbox_check_ids(ids);
+    PERFORM 1 FROM @extschema@.outbox_events e WHERE e.id = ANY (ids) FOR UPDATE;
+    PERFORM @extschema@._outbox_check_failed(ids, 'retry');
+    UPDATE @extschema@.outbox_events e
+       SET status = 'created', retry_count = 0, available_at = now(), next_retry_at = NULL,
+           lease_owner = NULL, lease_token = NULL, keep_alive = NULL
+     WHERE e.id = ANY (ids);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    -- The relay hands them to their subscriptions, and looks for the leases
+    -- consumers take of them, from the commit on (idle, it looks only when woken).
+    PERFORM @extschema@._outbox_wake_relay();
+    RETURN n;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION @extschema@.outbox_unsubscribe(name text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER

@@ -440,6 +440,9 @@ BEGIN
            lease_owner = NULL, lease_token = NULL, keep_alive = NULL
      WHERE e.id = ANY (ids);
     GET DIAGNOSTICS n = ROW_COUNT;
+    -- The relay hands them to their subscriptions, and looks for the leases
+    -- consumers take of them, from the commit on (idle, it looks only when woken).
+    PERFORM @extschema@._outbox_wake_relay();
     RETURN n;
 END
 $$;

@@ -708,6 +708,63 @@ dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *
     return n + direct_taken;
 }
 
+// The upkeep asked for, in the batch's transaction (between spi_begin and
+// spi_end), before anything else: an error here rolls back no handler's
+// work. The backlog first, in the transaction's snapshot (read only).
+void
+run_upkeep(const Upkeep *upkeep, BatchResult *out)
+{
+    out->backlog_age = -1;
+    if (upkeep->backlog && guc_backlog_warning_age_s > 0) {
+        run(Stmt::BacklogAge, nullptr, nullptr, true, 1);
+        bool isnull = true;
+        if (SPI_processed == 1) {
+            Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+            if (!isnull)
+                out->backlog_age = DatumGetFloat8(d);
+        }
+        out->backlog_checked = true;
+    }
+    // Expired leases of consumers that did not come back: the events are due
+    // again, and the claims of this batch see them.
+    if (upkeep->reclaim) {
+        Datum values[2] = {Int32GetDatum(guc_max_retries), Int32GetDatum(kReclaimLimit)};
+        run(Stmt::ReclaimExpired, values, nullptr);
+        int n = static_cast<int>(SPI_processed);
+        for (int i = 0; i < n; i++) {
+            bool isnull;
+            bool failed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+            Datum owner = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
+            const char *consumer = isnull ? nullptr : TextDatumGetCString(owner);
+            metric_count(MetricKind::Consumer, consumer, MetricCount::Reclaimed);  // counted at commit
+            if (failed) {
+                metric_count(MetricKind::Consumer, consumer, MetricCount::Failed);
+                out->reclaimed_failed++;
+            }
+        }
+        out->reclaimed = n;
+    }
+    if (upkeep->sweep) {
+        Datum arg = Int32GetDatum(kReclaimLimit);
+        run(Stmt::SweepSettled, &arg, nullptr, false, 1);
+        bool isnull = true;
+        Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
+        out->swept = isnull ? 0 : DatumGetInt32(d);
+    }
+}
+
+// Whether an event not handed over is due (between spi_begin and spi_end).
+// Not read-only: it must not see the events this batch just handed over as
+// still waiting.
+bool
+events_waiting()
+{
+    run(Stmt::EventsWaiting, nullptr, nullptr, false, 1);
+    bool isnull = true;
+    Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
+    return !isnull && DatumGetBool(d);
+}
+
 // The subscription of `name` among subs, or -1.
 int
 find_subscription(const Subscription *subs, int n, const char *name)
@@ -770,9 +827,10 @@ end_relay_work(Oid save_user, int save_sec)
 }
 
 void
-relay_batch(int batch_size, BatchResult *out)
+relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
 {
     memset(out, 0, sizeof *out);
+    out->backlog_age = -1;
     batch_xid = InvalidTransactionId;
     MemoryContext cxt = CurrentMemoryContext;
     Oid save_user;
@@ -788,11 +846,13 @@ relay_batch(int batch_size, BatchResult *out)
     }
 
     spi_begin();
+    run_upkeep(upkeep, out);
     int nsubs;
     Subscription *subs = load_subscriptions(cxt, &nsubs);
     for (int i = 0; i < nsubs; i++)
         out->has_external = out->has_external || subs[i].external;
     if (nsubs == 0) {
+        out->waiting = events_waiting();
         spi_end();
         end_relay_work(save_user, save_sec);
         return;
@@ -821,6 +881,7 @@ relay_batch(int batch_size, BatchResult *out)
         out->claimed = claimed;
     if (claimed == 0 && taken.nds == 0) {
         out->next_due = next_due(names);
+        out->waiting = events_waiting();
         spi_end();
         // A batch that only handed events over need not wait for its commit
         // to reach disk: lost in a crash, it is made again (the events are
@@ -950,6 +1011,7 @@ relay_batch(int batch_size, BatchResult *out)
     if (dispatched < batch_size && claimed < batch_size) {
         spi_begin();
         out->next_due = next_due(names);
+        out->waiting = events_waiting();
         spi_end();
     }
     end_relay_work(save_user, save_sec);
@@ -1018,67 +1080,27 @@ charge_interrupted_delivery(const InflightNote *note)
                              id_text, note->subscription, timestamptz_to_str(next))));
 }
 
-int
-reclaim_expired(int *failed_out)
-{
-    *failed_out = 0;
-    Oid save_user;
-    int save_sec;
-    if (!begin_relay_work(&save_user, &save_sec))
-        return 0;
-    spi_begin();
-    Datum values[2] = {Int32GetDatum(guc_max_retries), Int32GetDatum(kReclaimLimit)};
-    run(Stmt::ReclaimExpired, values, nullptr);
-    int n = static_cast<int>(SPI_processed);
-    for (int i = 0; i < n; i++) {
-        bool isnull;
-        bool failed = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
-        Datum owner = SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2, &isnull);
-        const char *consumer = isnull ? nullptr : TextDatumGetCString(owner);
-        metric_count(MetricKind::Consumer, consumer, MetricCount::Reclaimed);
-        if (failed) {
-            metric_count(MetricKind::Consumer, consumer, MetricCount::Failed);
-            (*failed_out)++;
-        }
-    }
-    spi_end();
-    end_relay_work(save_user, save_sec);
-    if (n > 0)
-        ereport(LOG, (errmsg("outbox relay: took back %d events whose lease expired (%d of them failed for good)",
-                             n, *failed_out)));
-    return n;
-}
-
 namespace {
 bool backlog_warned = false;  // the last check found the backlog too old
 }
 
 void
-check_backlog(const char *dbname)
+report_upkeep(const char *dbname, const BatchResult *r)
 {
+    if (r->reclaimed > 0)
+        ereport(LOG, (errmsg("outbox relay: took back %d events whose lease expired (%d of them failed for good)",
+                             r->reclaimed, r->reclaimed_failed)));
+    if (r->swept > 0)
+        ereport(LOG, (errmsg("outbox relay: moved %d events whose deliveries were all settled to the archive",
+                             r->swept)));
     if (guc_backlog_warning_age_s <= 0) {
         backlog_warned = false;
         return;
     }
-    Oid save_user;
-    int save_sec;
-    if (!begin_relay_work(&save_user, &save_sec))
+    if (!r->backlog_checked)
         return;
-    if (!extension_has_deliveries()) {  // a schema older than 0.2.0: the batch says so
-        end_relay_work(save_user, save_sec);
-        return;
-    }
-    spi_begin();
-    run(Stmt::BacklogAge, nullptr, nullptr, true, 1);
-    bool isnull = true;
-    double age = 0;
-    if (SPI_processed == 1) {
-        Datum d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
-        age = isnull ? 0 : DatumGetFloat8(d);
-    }
-    spi_end();
-    end_relay_work(save_user, save_sec);
-    bool old = !isnull && age > guc_backlog_warning_age_s;
+    double age = r->backlog_age;
+    bool old = age > guc_backlog_warning_age_s;
     if (old && !backlog_warned)
         ereport(WARNING, (errmsg("outbox relay: the oldest pending event of database \"%s\" has waited %.0f s, "
                                  "longer than outbox.backlog_warning_age (%d s)",
@@ -1090,30 +1112,6 @@ check_backlog(const char *dbname)
                              "outbox.backlog_warning_age (%d s)",
                              dbname, guc_backlog_warning_age_s)));
     backlog_warned = old;
-}
-
-int
-sweep_settled()
-{
-    Oid save_user;
-    int save_sec;
-    if (!begin_relay_work(&save_user, &save_sec))
-        return 0;
-    if (!extension_has_deliveries()) {
-        end_relay_work(save_user, save_sec);
-        return 0;
-    }
-    spi_begin();
-    Datum arg = Int32GetDatum(kReclaimLimit);
-    run(Stmt::SweepSettled, &arg, nullptr, false, 1);
-    bool isnull = true;
-    Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
-    int n = isnull ? 0 : DatumGetInt32(d);
-    spi_end();
-    end_relay_work(save_user, save_sec);
-    if (n > 0)
-        ereport(LOG, (errmsg("outbox relay: moved %d events whose deliveries were all settled to the archive", n)));
-    return n;
 }
 
 void

@@ -35,6 +35,7 @@ struct RelaySlot {
     char dbname[NAMEDATALEN];
     int pid;                       // the worker's pid while it runs, else 0
     Latch *latch;                  // the worker's latch while it runs, else null
+    pg_atomic_uint32 wake;         // 1: a commit asked the worker for a round (its latch set too)
     TimestampTz started_at;
     char activity[kActivityLen];
     pg_atomic_uint64 delivered;    // events whose handlers all succeeded (archived)
@@ -86,6 +87,7 @@ reset_slot(RelaySlot *s)
     pg_atomic_init_u64(&s->reclaimed, 0);
     pg_atomic_init_u64(&s->batches, 0);
     pg_atomic_init_u64(&s->sink_queue, 0);
+    pg_atomic_init_u32(&s->wake, 0);
 }
 
 void
@@ -445,22 +447,32 @@ slot_sink_latch_of(Oid dboid) noexcept
 
 // ---- Others
 
-Latch *
-slot_latch_of(Oid dboid) noexcept
+void
+slot_wake(Oid dboid) noexcept
 {
     if (relay_shared == nullptr)
-        return nullptr;
+        return;
     Latch *latch = nullptr;
     LWLockAcquire(relay_shared->lock, LW_SHARED);
     for (int i = 0; i < relay_shared->nslots; i++) {
         RelaySlot *s = &relay_shared->slots[i];
         if (s->in_use && s->dboid == dboid) {
+            pg_atomic_write_u32(&s->wake, 1);  // before the latch: the worker reads it once woken
             latch = s->latch;
             break;
         }
     }
     LWLockRelease(relay_shared->lock);
-    return latch;
+    // A latch stays valid shared memory even if its owner just exited: a
+    // spurious wake-up is harmless.
+    if (latch != nullptr)
+        SetLatch(latch);
+}
+
+bool
+slot_take_wake(int i)
+{
+    return pg_atomic_exchange_u32(&slot_at(i)->wake, 0) != 0;
 }
 
 int

@@ -612,6 +612,18 @@ constexpr Statement kStatements[] = {
      "     ORDER BY d.available_at LIMIT 1) x"
      "   WHERE NOT s.paused AND coalesce(en.state, '') <> 'paused')))::float8",
      0, {}, PlanChoice::Default},
+
+    // Whether an event not handed over is due: one no subscription takes
+    // (or an ordering key holds back), there for consumers, or an expired
+    // lease. While none is, nothing for consumers can become due or expire
+    // unseen by the relay: an event published wakes it at commit, and a time
+    // ahead (a delivery time, a retry, the end of a lease: available_at) is
+    // among those "next due" returns.
+    {Stmt::EventsWaiting, "events waiting",
+     "SELECT EXISTS (SELECT FROM @extschema@.outbox_events e"
+     " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[]) @undispatched@"
+     "   AND e.available_at <= statement_timestamp())",
+     0, {}, PlanChoice::Default},
 };
 
 #undef CLAIMABLE_HELD_BY

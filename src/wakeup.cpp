@@ -1,8 +1,8 @@
 // Waking the relay at commit (see wakeup.hpp).
 //
-// The callback only reads shared memory under a shared LWLock and sets a
-// latch: nothing in it can raise an ERROR, which at commit time would be a
-// PANIC.
+// The callback only reads shared memory under a shared LWLock, sets the
+// worker's wake flag (an atomic) and its latch: nothing in it can raise an
+// ERROR, which at commit time would be a PANIC.
 #include "outbox/pg.hpp"
 #include "outbox/guard.hpp"
 #include "outbox/shmem.hpp"
@@ -31,13 +31,8 @@ xact_callback(XactEvent event, void *arg) noexcept
     switch (event) {
     case XACT_EVENT_COMMIT:
     case XACT_EVENT_PARALLEL_COMMIT:
-        if (wake_at_commit) {
-            // A latch stays valid shared memory even if its owner just
-            // exited: a spurious wake-up is harmless.
-            Latch *latch = slot_latch_of(MyDatabaseId);
-            if (latch != nullptr)
-                SetLatch(latch);
-        }
+        if (wake_at_commit)
+            slot_wake(MyDatabaseId);
         if (wake_sink_at_commit) {
             sink_config_changed();
             Latch *latch = slot_sink_latch_of(MyDatabaseId);

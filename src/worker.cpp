@@ -42,7 +42,8 @@ namespace {
 char my_dbname[NAMEDATALEN];  // the worker's database (no catalog access needed)
 
 constexpr int kMissingExtensionRecheckMs = 10000;
-constexpr int kUpkeepMaxIntervalMs = 5000;  // expired leases are looked for at least this often
+constexpr int kUpkeepMaxIntervalMs = 5000;  // expired leases are looked for at least this often (while there can be any)
+constexpr int kQuietLookMs = 60 * 1000;     // a quiet relay looks at least this often
 constexpr int64 kArchiveIntervalMs = 3600 * 1000;
 constexpr int64 kSweepIntervalMs = 60 * 1000;
 constexpr int64 kBacklogCheckIntervalMs = 10 * 1000;
@@ -61,6 +62,67 @@ ms_until(TimestampTz t)
     return ms < 0 ? 0 : ms;
 }
 
+TimestampTz
+earlier(TimestampTz a, TimestampTz b)
+{
+    return a < b ? a : b;
+}
+
+// How often the backlog is measured while it may grow: every 10 s, or twice
+// per warning age if that is shorter (at most every second).
+int64
+backlog_check_every_ms()
+{
+    int64 every = static_cast<int64>(guc_backlog_warning_age_s) * 500;
+    return every < 1000 ? 1000 : every > kBacklogCheckIntervalMs ? kBacklogCheckIntervalMs : every;
+}
+
+// Sleep until `until`, or until a commit asks for a round (slot_wake: its
+// flag and the latch) or a signal comes (SIGTERM, SIGHUP, DROP DATABASE). A
+// latch set for nothing of that (the SIGALRM of a handler's timeout, which
+// PostgreSQL leaves armed after the handler) is slept through. Statistics held
+// back (PostgreSQL flushes at most once a second) go out a second later,
+// forced, without a round, as an idle backend's do (pgstat_report_stat(false)
+// would hold them back again: it measures from the last transaction's end).
+// The flag is cleared before the round, after the latch: a commit that asks
+// from then on is seen by that round, or wakes the next wait.
+void
+wait_for_round(int idx, TimestampTz until)
+{
+    long stats_ms = pgstat_report_stat(false) > 0 ? 1000 : 0;
+    for (;;) {
+        long ms = ms_until(until);
+        if (ms == 0)
+            break;
+        bool for_stats = stats_ms > 0 && stats_ms < ms;
+        int rc = WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, for_stats ? stats_ms : ms,
+                           PG_WAIT_EXTENSION);
+        if ((rc & WL_LATCH_SET) != 0) {
+            ResetLatch(MyLatch);
+            if (slot_take_wake(idx) || InterruptPending || ConfigReloadPending || slot_asked_to_leave(idx))
+                return;
+            continue;
+        }
+        if (!for_stats)
+            break;
+        (void) pgstat_report_stat(true);
+        stats_ms = 0;
+    }
+    ResetLatch(MyLatch);
+    (void) slot_take_wake(idx);
+}
+
+// Each round runs one transaction: the upkeep that is due (expired leases,
+// the sweep, the backlog's age) and a batch, which ends by looking at what
+// is left. Rounds come when a commit wakes the relay, and otherwise at the
+// first of: the next due time it knows of (a delivery time, a retry, the end
+// of a lease), its upkeep, and a look at the poll interval. A relay whose
+// outbox has no event due for consumers (no lease, none waiting: the look,
+// BatchResult::waiting) is quiet: nothing can become due there that no commit
+// wakes it for and it does not know the time of, so it does not look for
+// expired leases and looks otherwise only every kQuietLookMs (or poll
+// interval, if longer), for what no commit announced (a prepared transaction
+// committed, rows changed by hand), with its sweep and backlog check.
 void
 worker_loop(int idx, const InflightNote *left)
 {
@@ -73,10 +135,12 @@ worker_loop(int idx, const InflightNote *left)
     // committed (a batch dies with all its events).
     volatile int careful_left = left != nullptr ? guc_relay_batch_size : 0;
     // Changed inside PG_TRY and read after it: volatile.
-    volatile TimestampTz next_upkeep = 0;
+    volatile TimestampTz next_upkeep = 0;         // expired leases
     volatile TimestampTz next_archive = 0;
     volatile TimestampTz next_sweep = 0;
-    volatile TimestampTz next_backlog_check = 0;
+    volatile TimestampTz next_backlog_check = 0;  // measured in a round from then on
+    volatile TimestampTz backlog_wake = 0;        // and a round comes for it then
+    volatile bool quiet = false;
     volatile int error_backoff_ms = 0;
     volatile bool was_missing = false;
 
@@ -87,7 +151,8 @@ worker_loop(int idx, const InflightNote *left)
             proc_exit(0);
         }
 
-        volatile long sleep_ms = guc_poll_interval_ms;
+        TimestampTz start = GetCurrentTimestamp();
+        volatile TimestampTz next_round = TimestampTzPlusMilliseconds(start, guc_poll_interval_ms);
         volatile bool drain = false;
         if (!guc_enabled) {
             slot_set_activity(idx, "disabled");
@@ -108,28 +173,23 @@ worker_loop(int idx, const InflightNote *left)
                     next_archive = TimestampTzPlusMilliseconds(now, kArchiveIntervalMs);
                     maintain_archive(guc_archive_retention_min);
                 }
+                Upkeep upkeep = {};
                 if (now >= next_sweep && !was_missing) {
                     next_sweep = TimestampTzPlusMilliseconds(now, kSweepIntervalMs);
-                    (void) sweep_settled();
+                    upkeep.sweep = true;
                 }
-                if (now >= next_backlog_check && !was_missing) {
-                    // Every 10 s, or twice per warning age if that is shorter (at most every second).
-                    int64 every = static_cast<int64>(guc_backlog_warning_age_s) * 500;
-                    every = every < 1000 ? 1000 : every > kBacklogCheckIntervalMs ? kBacklogCheckIntervalMs : every;
-                    next_backlog_check = TimestampTzPlusMilliseconds(now, every);
-                    check_backlog(my_dbname);
+                if (now >= next_backlog_check && !was_missing && guc_backlog_warning_age_s > 0) {
+                    next_backlog_check = TimestampTzPlusMilliseconds(now, backlog_check_every_ms());
+                    upkeep.backlog = true;
                 }
-                if (now >= next_upkeep && !was_missing) {
+                if (now >= next_upkeep && !was_missing && !quiet) {
                     next_upkeep = TimestampTzPlusMilliseconds(
                         now, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms : kUpkeepMaxIntervalMs);
-                    int failed;
-                    int n = reclaim_expired(&failed);
-                    if (n > 0)
-                        slot_count_reclaimed(idx, n, failed);
+                    upkeep.reclaim = true;
                 }
                 slot_set_activity(idx, careful_left > 0 ? "delivering one by one after an abnormal exit" : "delivering");
                 int size = careful_left > 0 ? 1 : guc_relay_batch_size;
-                relay_batch(size, &r);
+                relay_batch(size, &upkeep, &r);
                 inflight_clear();  // the batch's transaction is over
                 if (r.extension_missing || r.schema_outdated) {
                     if (!was_missing && r.extension_missing)
@@ -142,17 +202,29 @@ worker_loop(int idx, const InflightNote *left)
                                       errhint("The library is newer than the installed extension; until the update "
                                               "publishing and consuming work as before, and the relay delivers nothing.")));
                     was_missing = true;
+                    quiet = false;
+                    // All upkeep at once when the extension is there.
                     next_archive = 0;
                     next_upkeep = 0;
+                    next_sweep = 0;
+                    next_backlog_check = 0;
+                    backlog_wake = 0;
                     slot_set_activity(idx, r.extension_missing ? "waiting for CREATE EXTENSION outbox"
                                                                : "waiting for ALTER EXTENSION outbox UPDATE");
-                    if (sleep_ms > kMissingExtensionRecheckMs)
-                        sleep_ms = kMissingExtensionRecheckMs;
+                    // CREATE EXTENSION wakes the relay when it commits; an
+                    // update does not.
+                    next_round = TimestampTzPlusMilliseconds(
+                        now, r.extension_missing || guc_poll_interval_ms > kMissingExtensionRecheckMs
+                                 ? kMissingExtensionRecheckMs
+                                 : guc_poll_interval_ms);
                 } else {
                     if (was_missing)
                         ereport(LOG, (errmsg("outbox relay: extension \"outbox\" found in database \"%s\": delivering",
                                              my_dbname)));
                     was_missing = false;
+                    report_upkeep(my_dbname, &r);
+                    if (r.reclaimed > 0)
+                        slot_count_reclaimed(idx, r.reclaimed, r.reclaimed_failed);
                     slot_count_batch(idx, r.claimed, r.delivered, r.retried, r.failed, r.last_error);
                     // The launcher starts (or stops) the sink worker of this
                     // database; new external deliveries wake it.
@@ -165,14 +237,34 @@ worker_loop(int idx, const InflightNote *left)
                     drain = r.claimed >= size || r.cut_short || r.more;
                     if (careful_left > 0)
                         careful_left = r.claimed == 0 ? 0 : careful_left - r.claimed;
-                    if (r.next_due != 0) {
-                        long until = ms_until(r.next_due);
-                        if (until < sleep_ms)
-                            sleep_ms = until;
+                    TimestampTz after = GetCurrentTimestamp();
+                    // Leases taken from now on expire a lease length from now
+                    // at the earliest: the first look for them can wait.
+                    if (quiet && r.waiting)
+                        next_upkeep = TimestampTzPlusMilliseconds(
+                            after, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms
+                                                                               : kUpkeepMaxIntervalMs);
+                    quiet = !r.waiting;
+                    int look_ms = quiet && guc_poll_interval_ms < kQuietLookMs ? kQuietLookMs : guc_poll_interval_ms;
+                    TimestampTz next = TimestampTzPlusMilliseconds(after, look_ms);
+                    if (r.next_due != 0)
+                        next = earlier(next, r.next_due);
+                    if (!quiet)
+                        next = earlier(next, next_upkeep);
+                    next = earlier(next, next_sweep);
+                    next = earlier(next, next_archive);
+                    if (guc_backlog_warning_age_s > 0) {
+                        // Nothing due now: nothing can be older than the
+                        // warning age before that age has passed.
+                        if (upkeep.backlog)
+                            backlog_wake = r.backlog_age >= 0
+                                               ? next_backlog_check
+                                               : TimestampTzPlusMilliseconds(
+                                                     now, Max(backlog_check_every_ms(),
+                                                              static_cast<int64>(guc_backlog_warning_age_s) * 1000));
+                        next = earlier(next, Max(backlog_wake, next_backlog_check));
                     }
-                    long upkeep = ms_until(next_upkeep);
-                    if (upkeep < sleep_ms)
-                        sleep_ms = upkeep;
+                    next_round = next;
                     slot_set_activity(idx, "idle");
                 }
                 error_backoff_ms = 0;
@@ -192,20 +284,17 @@ worker_loop(int idx, const InflightNote *left)
                 error_backoff_ms = error_backoff_ms == 0 ? 1000 : error_backoff_ms * 2;
                 if (error_backoff_ms > guc_max_error_backoff_ms)
                     error_backoff_ms = guc_max_error_backoff_ms;
-                sleep_ms = error_backoff_ms;
+                quiet = false;
+                next_round = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), error_backoff_ms);
                 pgstat_report_activity(STATE_IDLE, nullptr);
             }
             PG_END_TRY();
         }
-        // Statistics held back (at most one flush a second) go out before a
-        // long sleep.
-        long stats_ms = pgstat_report_stat(false);
-        if (drain)
+        if (drain) {
+            (void) pgstat_report_stat(false);
             continue;
-        if (stats_ms > 0 && stats_ms < sleep_ms)
-            sleep_ms = stats_ms;
-        (void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, sleep_ms, PG_WAIT_EXTENSION);
-        ResetLatch(MyLatch);
+        }
+        wait_for_round(idx, next_round);
     }
 }
 

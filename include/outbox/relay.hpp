@@ -27,7 +27,23 @@ struct BatchResult {
     bool dispatched_external;// deliveries were made for such a subscription
     TimestampTz next_due;    // when the next event becomes due (a retry, a delivery
                              // time, the end of a lease); 0: none known
+    bool waiting;            // an event not handed over is due: for consumers, or
+                             // its lease expired (known when the batch came back short)
     char last_error[kLastErrorLen]; // the last handler failure of the batch ("" if none)
+    // The upkeep done in the batch's transaction (Upkeep).
+    int reclaimed;           // expired leases of external consumers taken back
+    int reclaimed_failed;    // of those, events out of attempts: failed
+    int swept;               // settled events left behind moved to the archive
+    bool backlog_checked;
+    double backlog_age;      // seconds the oldest due event or delivery has waited; < 0: none due
+};
+
+// Upkeep a batch does first, in its own transaction (a failure rolls back
+// the batch before any handler ran).
+struct Upkeep {
+    bool reclaim;  // take back expired leases of external consumers
+    bool sweep;    // archive events handed over whose deliveries are all settled, left behind
+    bool backlog;  // measure the age of the oldest due event or delivery
 };
 
 // Start a transaction for relay (or sink) work, with a snapshot, as the
@@ -37,27 +53,21 @@ bool begin_relay_work(Oid *save_user, int *save_sec);
 // Commit it, back as the worker's role; report table statistics.
 void end_relay_work(Oid save_user, int save_sec);
 
-// Run one batch of at most `batch_size` events in its own transaction.
-// Raises ERROR on a failure outside the handlers (the caller aborts).
-void relay_batch(int batch_size, BatchResult *out);
+// Run one batch of at most `batch_size` events in its own transaction,
+// after the upkeep asked for. Raises ERROR on a failure outside the handlers
+// (the caller aborts).
+void relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out);
+// After the batch committed: log what its upkeep found (leases taken back,
+// settled events archived; once when the oldest due event or delivery of the
+// database gets older than outbox.backlog_warning_age, and once when it is
+// back under it).
+void report_upkeep(const char *dbname, const BatchResult *r);
 
 // A previous worker left `note` (inflight.hpp): if that batch did not
 // commit, charge its event one failed attempt (own transaction).
 void charge_interrupted_delivery(const InflightNote *note);
 
-// Take back expired leases of external consumers (own transaction);
-// returns how many, and how many of those became failed.
-int reclaim_expired(int *failed_out);
-
-// Move events handed over whose deliveries are all settled, but which no
-// settling transaction archived, to the archive (own transaction); returns
-// how many.
-int sweep_settled();
 // Run outbox_archive_maintain(retention) (own transaction).
 void maintain_archive(int retention_minutes);
-// Log once when the oldest due event or delivery of the database gets older
-// than outbox.backlog_warning_age, and once when it is back under it (own
-// transaction).
-void check_backlog(const char *dbname);
 
 } // namespace outbox

@@ -87,9 +87,12 @@ Latch *slot_sink_latch_of(Oid dboid) noexcept;
 
 // ---- Others
 
-// The latch of the worker serving database `dboid`, or null. Takes the lock
-// shared, raises nothing: safe at commit.
-Latch *slot_latch_of(Oid dboid) noexcept;
+// Ask the worker serving database `dboid` (if any) for a round: its wake
+// flag, then its latch. Takes the lock shared, raises nothing: safe at commit.
+void slot_wake(Oid dboid) noexcept;
+// Whether a commit asked worker i for a round since the last call (and
+// forget it). No lock.
+bool slot_take_wake(int i);
 // DROP DATABASE of `dboid`: ask its workers (relay and sink) to leave, and
 // the launcher not to start them again before `until`. Returns the slot (-1:
 // not served) and sets their latches.

@@ -66,6 +66,7 @@ enum class Stmt : int {
     Subscribe,          // $1 name, $2 event_type, $3 handler oid, $4 owner oid -> name (none on conflict)
     ChargeAbandoned,    // $1 max_retries, $2 ids (of a transaction claim whose session ended), $3 error
     BacklogAge,         // -> seconds the oldest due event or delivery has waited (NULL: none)
+    EventsWaiting,      // -> whether an event not handed over is due (for consumers, or a lease expired)
     Count_
 };
 

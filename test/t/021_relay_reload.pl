@@ -9,8 +9,10 @@ use FindBin;
 use lib $FindBin::RealBin;
 use OutboxTest;
 
+# Retries 20 ms apart, and enough of them (the slow handler below fails every
+# 100 ms until the reload raises its timeout) not to run out before the reload.
 my $node = relay_node('reload', 'outbox.poll_interval' => '200ms', 'outbox.base_backoff' => '10ms',
-	'outbox.max_backoff' => '20ms');
+	'outbox.max_backoff' => '20ms', 'outbox.max_retries' => '100');
 setup_relay_db($node, 'postgres');
 $node->safe_psql('postgres', "SELECT outbox_subscribe('all', '*', 'record_effect')");
 my $pid = relay_pid($node, 'postgres');
