@@ -197,9 +197,9 @@ define_relay_settings()
     DefineCustomIntVariable(
         "outbox.poll_interval",
         "How often a relay worker looks at its outbox while events in it wait for consumers (due, or leased).",
-        "A fallback: the worker wakes as soon as a transaction that published commits, and when a delivery time, "
-        "a retry or a lease end comes. With no event waiting for consumers it looks once a minute, or at this "
-        "interval if that is longer.",
+        "A fallback: the worker wakes as soon as a transaction that published commits, and when a delivery time "
+        "or a retry comes. With no event waiting for consumers it looks once a minute, or at this interval if "
+        "that is longer.",
         &guc_poll_interval_ms, 1000, 10, 24 * 3600 * 1000, PGC_SIGHUP, GUC_UNIT_MS, nullptr, nullptr, nullptr);
 
     DefineCustomIntVariable(

@@ -617,8 +617,9 @@ constexpr Statement kStatements[] = {
     // (or an ordering key holds back), there for consumers, or an expired
     // lease. While none is, nothing for consumers can become due or expire
     // unseen by the relay: an event published wakes it at commit, and a time
-    // ahead (a delivery time, a retry, the end of a lease: available_at) is
-    // among those "next due" returns.
+    // ahead (a delivery time, a retry: available_at) is among those "next
+    // due" returns. A leased event is waiting (its available_at is past: a
+    // lease does not move it), so the relay looks for its lease's end.
     {Stmt::EventsWaiting, "events waiting",
      "SELECT EXISTS (SELECT FROM @extschema@.outbox_events e"
      " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[]) @undispatched@"

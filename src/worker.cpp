@@ -115,8 +115,8 @@ wait_for_round(int idx, TimestampTz until)
 // Each round runs one transaction: the upkeep that is due (expired leases,
 // the sweep, the backlog's age) and a batch, which ends by looking at what
 // is left. Rounds come when a commit wakes the relay, and otherwise at the
-// first of: the next due time it knows of (a delivery time, a retry, the end
-// of a lease), its upkeep, and a look at the poll interval. A relay whose
+// first of: the next due time it knows of (a delivery time, a retry), its
+// upkeep (which finds the leases that ended), and a look at the poll interval. A relay whose
 // outbox has no event due for consumers (no lease, none waiting: the look,
 // BatchResult::waiting) is quiet: nothing can become due there that no commit
 // wakes it for and it does not know the time of, so it does not look for
