@@ -620,10 +620,16 @@ constexpr Statement kStatements[] = {
     // ahead (a delivery time, a retry: available_at) is among those "next
     // due" returns. A leased event is waiting (its available_at is past: a
     // lease does not move it), so the relay looks for its lease's end.
+    // The first by available_at, in a subquery (EXISTS would drop its ORDER
+    // BY and LIMIT): the claim index's order, so that no estimate makes it a
+    // scan of the table, which is mostly events handed over (statistics taken
+    // before a backlog was handed over count them as waiting): 67 ms per look
+    // for 200,000 of them, once per batch of a drain.
     {Stmt::EventsWaiting, "events waiting",
-     "SELECT EXISTS (SELECT FROM @extschema@.outbox_events e"
+     "SELECT EXISTS (SELECT FROM (SELECT FROM @extschema@.outbox_events e"
      " WHERE e.status = ANY ('{created,active}'::@extschema@.outbox_status[]) @undispatched@"
-     "   AND e.available_at <= statement_timestamp())",
+     "   AND e.available_at <= statement_timestamp()"
+     " ORDER BY e.available_at LIMIT 1) x)",
      0, {}, PlanChoice::Default},
 };
 

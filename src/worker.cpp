@@ -240,11 +240,15 @@ worker_loop(int idx, const InflightNote *left)
                     TimestampTz after = GetCurrentTimestamp();
                     // Leases taken from now on expire a lease length from now
                     // at the earliest: the first look for them can wait.
-                    if (quiet && r.waiting)
-                        next_upkeep = TimestampTzPlusMilliseconds(
-                            after, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms
-                                                                               : kUpkeepMaxIntervalMs);
-                    quiet = !r.waiting;
+                    // A batch that drains (another follows at once) does
+                    // not look at what is left: quiet or not stays as it was.
+                    if (!drain) {
+                        if (quiet && r.waiting)
+                            next_upkeep = TimestampTzPlusMilliseconds(
+                                after, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms
+                                                                                   : kUpkeepMaxIntervalMs);
+                        quiet = !r.waiting;
+                    }
                     int look_ms = quiet && guc_poll_interval_ms < kQuietLookMs ? kQuietLookMs : guc_poll_interval_ms;
                     TimestampTz next = TimestampTzPlusMilliseconds(after, look_ms);
                     if (r.next_due != 0)
