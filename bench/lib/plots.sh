@@ -11,6 +11,7 @@
 #                            the relay beside claim/complete and the raw-SQL floor
 #   throughput-webhooks.png  W8: a backlog delivered per second over time, to
 #                            the webhook endpoint and to a SQL handler
+#   throughput-kafka.png     W9: the same, to the Kafka mock cluster (last round)
 #   w4-sizes.png             W4: sizes of outbox_events, its indexes and the
 #                            archive, dead tuples, and events delivered per second
 #   w5-backlog.png, w5-latency.png, w7-latency.png: W5 and W7, see plots-scale.sh
@@ -185,6 +186,35 @@ EOF
         printf 'plot '; (IFS=,; printf '%s' "${plots[*]}"); echo
     } >"$tmp/throughput-webhooks.gp"
     draw throughput-webhooks "$tmp/throughput-webhooks.gp"
+fi
+
+# ---------------------------------------------------------------- W9 backlog
+declare -A kname=([kafka]="to the Kafka mock cluster (3 brokers)" [sql]="the same backlog to a SQL handler")
+declare -A kcolor=([kafka]="#ff7f0e" [sql]="#1f77b4")
+plots=() dates=() events=
+for s in kafka sql; do
+    f="$data/w9-throughput-$s.dat"
+    [ -f "$f" ] || continue
+    rates "$f" >"$tmp/w9-$s.rate"
+    if [ ! -s "$tmp/w9-$s.rate" ]; then echo "$f: fewer than 2 rows" >&2; status=1; continue; fi
+    events=$(meta "$f" events)
+    dates+=("$(meta "$f" date)")
+    plots+=("\"$tmp/w9-$s.rate\" using 1:2 with lines lw 2 lc rgb \"${kcolor[$s]}\" title \"${kname[$s]}: $(meta "$f" seconds) s, $(commas "$(meta "$f" rate)") events/s\"")
+done
+if [ ${#plots[@]} -gt 0 ]; then
+    {
+        preamble throughput-kafka "series of ${dates[0]} (the last round)"
+        cat <<EOF
+set title "W9: a backlog of $(commas "$events") events delivered, events archived per second (the run's last round)"
+set xlabel "time since the sink and relay were switched on (s)"
+set ylabel "events delivered (archived) per second"
+set yrange [0:1<*]
+set format y "%.0f"
+set key top right font ",9"
+EOF
+        printf 'plot '; (IFS=,; printf '%s' "${plots[*]}"); echo
+    } >"$tmp/throughput-kafka.gp"
+    draw throughput-kafka "$tmp/throughput-kafka.gp"
 fi
 
 # ---------------------------------------------------------------- W4 sizes
