@@ -126,7 +126,7 @@ claim_args(FunctionCallInfo fcinfo, int batch_arg, int consumer_arg, int types_a
 int64
 next_lease_token()
 {
-    Oid seq = get_relname_relid("outbox_lease_token_seq", extension_schema_oid());
+    Oid seq = lease_token_seq_oid();  // looked up with the extension, not per claim
     if (!OidIsValid(seq))
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_OBJECT),
                         errmsg("outbox: sequence outbox_lease_token_seq is missing"),

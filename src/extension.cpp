@@ -35,6 +35,7 @@ struct ExtensionState {
     Oid schema_oid;
     Oid owner;               // the role that created the extension
     Oid events_relid;
+    Oid lease_token_seq;     // outbox_lease_token_seq (InvalidOid: missing)
     Oid status_type;         // outbox_status
     bool has_deliveries;     // the schema is 0.2.0 or later (outbox_deliveries exists)
     char *schema_quoted;
@@ -77,6 +78,7 @@ resolve_extension()
     if (state.valid && ext == state.extension_oid && nsp == state.schema_oid &&
         has_deliveries == state.has_deliveries) {
         state.events_relid = get_relname_relid("outbox_events", nsp);
+        state.lease_token_seq = get_relname_relid("outbox_lease_token_seq", nsp);
         state.recheck = false;
         return;
     }
@@ -91,6 +93,7 @@ resolve_extension()
     state.extension_oid = ext;
     state.schema_oid = nsp;
     state.events_relid = get_relname_relid("outbox_events", nsp);
+    state.lease_token_seq = get_relname_relid("outbox_lease_token_seq", nsp);
     state.status_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("outbox_status"),
                                         ObjectIdGetDatum(nsp));
     // An ALTER EXTENSION outbox UPDATE to 0.2.0 changes what the statements
@@ -150,6 +153,13 @@ events_relid()
 {
     ensure_state();
     return state.events_relid;
+}
+
+Oid
+lease_token_seq_oid()
+{
+    ensure_state();
+    return state.lease_token_seq;
 }
 
 bool

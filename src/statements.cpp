@@ -602,8 +602,11 @@ constexpr Statement kStatements[] = {
     // and do not count.
     {Stmt::BacklogAge, "backlog age",
      "SELECT extract(epoch FROM statement_timestamp() - least("
+     // (An event not handed over is in the claim index, which only a
+     // statement that says dispatched_at IS NULL can use: without it, a scan
+     // of the table, 60 ms for 200,000 events handed over.)
      " (SELECT min(e.available_at) FROM @extschema@.outbox_events e"
-     "   WHERE e.status = 'created' AND e.available_at <= statement_timestamp()),"
+     "   WHERE e.status = 'created' @undispatched@ AND e.available_at <= statement_timestamp()),"
      // Each subscription's oldest due delivery, through the claim index.
      " (SELECT min(x.at) FROM @extschema@.outbox_subscriptions s"
      "   LEFT JOIN @extschema@.outbox_endpoints en ON en.name = s.endpoint"

@@ -16,6 +16,8 @@ Oid extension_owner_oid();
 Oid status_type_oid();
 // outbox_events.
 Oid events_relid();
+// outbox_lease_token_seq, the fencing tokens' sequence (InvalidOid: missing).
+Oid lease_token_seq_oid();
 
 // Which installation of the extension the lookups above describe: it changes
 // when the extension was dropped and created again (new objects, maybe in
