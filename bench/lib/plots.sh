@@ -129,93 +129,56 @@ unset stats
 # W5 (capacity) and W7 (many databases): their own file.
 . "$(dirname "${BASH_SOURCE[0]}")/plots-scale.sh"
 
-# ---------------------------------------------------------------- W2 worker drain
-declare -A dname=([worker]="relay, no-op SQL subscription" [outbox]="claim/complete, 1 consumer" [raw]="raw-SQL floor, 1 consumer")
-declare -A dcolor=([worker]="#2ca02c" [outbox]="#1f77b4" [raw]="#7f7f7f")
-plots=() dates=() events=
-for s in worker outbox raw; do
-    f="$data/w2worker-$s.dat"
-    [ -f "$f" ] || continue
-    rates "$f" >"$tmp/w2w-$s.rate"
-    if [ ! -s "$tmp/w2w-$s.rate" ]; then echo "$f: fewer than 2 rows" >&2; status=1; continue; fi
-    events=$(meta "$f" events)
-    dates+=("$(meta "$f" date)")
-    plots+=("\"$tmp/w2w-$s.rate\" using 1:2 with lines lw 2 lc rgb \"${dcolor[$s]}\" title \"${dname[$s]}: $(meta "$f" seconds) s, $(commas "$(meta "$f" rate)") events/s\"")
-done
-if [ ${#plots[@]} -gt 0 ]; then
+# ---------------------------------------------------------------- backlogs drained
+# throughput PICTURE PREFIX LOG TITLE XLABEL YLABEL DATE_NOTE SERIES...: one
+# line of events delivered per second for each series (name|label|color) whose
+# file DATA/PREFIX-name.dat has at least 2 rows; LOG 1 draws y on a log scale.
+# TITLE may say @events@ and @connections@, taken from the first series.
+throughput() {
+    local picture=$1 prefix=$2 log=$3 title=$4 xlabel=$5 ylabel=$6 note=$7 spec name label color f
+    shift 7
+    local plots=() dates=() events= conns=
+    for spec in "$@"; do
+        IFS='|' read -r name label color <<<"$spec"
+        f="$data/$prefix-$name.dat"
+        [ -f "$f" ] || continue
+        rates "$f" >"$tmp/$prefix-$name.rate"
+        if [ ! -s "$tmp/$prefix-$name.rate" ]; then echo "$f: fewer than 2 rows" >&2; status=1; continue; fi
+        [ -n "$events" ] || { events=$(meta "$f" events); conns=$(meta "$f" connections); }
+        dates+=("$(meta "$f" date)")
+        local y='2'
+        [ "$log" = 1 ] && y='($2 > 1 ? $2 : 1)'
+        plots+=("\"$tmp/$prefix-$name.rate\" using 1:$y with lines lw 2 lc rgb \"$color\" title \"$label: $(meta "$f" seconds) s, $(commas "$(meta "$f" rate)") events/s\"")
+    done
+    [ ${#plots[@]} -gt 0 ] || return 0
+    title=${title//@events@/$(commas "$events")}
+    title=${title//@connections@/$conns}
     {
-        preamble throughput-drain "series of ${dates[0]}"
-        cat <<EOF
-set title "W2 worker: a backlog of $(commas "$events") events drained, events delivered per second"
-set xlabel "time since the drain started (s)"
-set ylabel "events delivered per second"
-set yrange [0:1<*]
-set format y "%.0f"
-set key top right font ",9"
-EOF
+        preamble "$picture" "series of ${dates[0]}$note"
+        echo "set title \"$title\""
+        echo "set xlabel \"$xlabel\""
+        echo "set ylabel \"$ylabel\""
+        if [ "$log" = 1 ]; then echo 'set logscale y 10'; echo 'set yrange [1:10<*]'; else echo 'set yrange [0:1<*]'; fi
+        echo 'set format y "%.0f"'
+        echo 'set key top right font ",9"'
         printf 'plot '; (IFS=,; printf '%s' "${plots[*]}"); echo
-    } >"$tmp/throughput-drain.gp"
-    draw throughput-drain "$tmp/throughput-drain.gp"
-fi
+    } >"$tmp/$picture.gp"
+    draw "$picture" "$tmp/$picture.gp"
+}
 
-# ---------------------------------------------------------------- W8 backlog
-declare -A wname=([webhook]="webhooks to the local receiver" [sql]="the same backlog to a SQL handler")
-declare -A wcolor=([webhook]="#d62728" [sql]="#1f77b4")
-plots=() dates=() events= conns=
-for s in webhook sql; do
-    f="$data/w8-throughput-$s.dat"
-    [ -f "$f" ] || continue
-    rates "$f" >"$tmp/w8-$s.rate"
-    if [ ! -s "$tmp/w8-$s.rate" ]; then echo "$f: fewer than 2 rows" >&2; status=1; continue; fi
-    events=$(meta "$f" events) conns=$(meta "$f" connections)
-    dates+=("$(meta "$f" date)")
-    plots+=("\"$tmp/w8-$s.rate\" using 1:(\$2 > 1 ? \$2 : 1) with lines lw 2 lc rgb \"${wcolor[$s]}\" title \"${wname[$s]}: $(meta "$f" seconds) s, $(commas "$(meta "$f" rate)") events/s\"")
-done
-if [ ${#plots[@]} -gt 0 ]; then
-    {
-        preamble throughput-webhooks "series of ${dates[0]}"
-        cat <<EOF
-set title "W8: a backlog of $(commas "$events") events delivered, endpoint max_in_flight $conns, events archived per second"
-set xlabel "time since the sink and relay were switched on (s)"
-set ylabel "events delivered (archived) per second, log scale"
-set logscale y 10
-set yrange [1:10<*]
-set format y "%.0f"
-set key top right font ",9"
-EOF
-        printf 'plot '; (IFS=,; printf '%s' "${plots[*]}"); echo
-    } >"$tmp/throughput-webhooks.gp"
-    draw throughput-webhooks "$tmp/throughput-webhooks.gp"
-fi
-
-# ---------------------------------------------------------------- W9 backlog
-declare -A kname=([kafka]="to the Kafka mock cluster (3 brokers)" [sql]="the same backlog to a SQL handler")
-declare -A kcolor=([kafka]="#ff7f0e" [sql]="#1f77b4")
-plots=() dates=() events=
-for s in kafka sql; do
-    f="$data/w9-throughput-$s.dat"
-    [ -f "$f" ] || continue
-    rates "$f" >"$tmp/w9-$s.rate"
-    if [ ! -s "$tmp/w9-$s.rate" ]; then echo "$f: fewer than 2 rows" >&2; status=1; continue; fi
-    events=$(meta "$f" events)
-    dates+=("$(meta "$f" date)")
-    plots+=("\"$tmp/w9-$s.rate\" using 1:2 with lines lw 2 lc rgb \"${kcolor[$s]}\" title \"${kname[$s]}: $(meta "$f" seconds) s, $(commas "$(meta "$f" rate)") events/s\"")
-done
-if [ ${#plots[@]} -gt 0 ]; then
-    {
-        preamble throughput-kafka "series of ${dates[0]} (the last round)"
-        cat <<EOF
-set title "W9: a backlog of $(commas "$events") events delivered, events archived per second (the run's last round)"
-set xlabel "time since the sink and relay were switched on (s)"
-set ylabel "events delivered (archived) per second"
-set yrange [0:1<*]
-set format y "%.0f"
-set key top right font ",9"
-EOF
-        printf 'plot '; (IFS=,; printf '%s' "${plots[*]}"); echo
-    } >"$tmp/throughput-kafka.gp"
-    draw throughput-kafka "$tmp/throughput-kafka.gp"
-fi
+throughput throughput-drain w2worker 0 \
+    "W2 worker: a backlog of @events@ events drained, events delivered per second" \
+    "time since the drain started (s)" "events delivered per second" "" \
+    "worker|relay, no-op SQL subscription|#2ca02c" "outbox|claim/complete, 1 consumer|#1f77b4" \
+    "raw|raw-SQL floor, 1 consumer|#7f7f7f"
+throughput throughput-webhooks w8-throughput 1 \
+    "W8: a backlog of @events@ events delivered, endpoint max_in_flight @connections@, events archived per second" \
+    "time since the sink and relay were switched on (s)" "events delivered (archived) per second, log scale" "" \
+    "webhook|webhooks to the local receiver|#d62728" "sql|the same backlog to a SQL handler|#1f77b4"
+throughput throughput-kafka w9-throughput 0 \
+    "W9: a backlog of @events@ events delivered, events archived per second (the run's last round)" \
+    "time since the sink and relay were switched on (s)" "events delivered (archived) per second" " (the last round)" \
+    "kafka|to the Kafka mock cluster (3 brokers)|#ff7f0e" "sql|the same backlog to a SQL handler|#1f77b4"
 
 # ---------------------------------------------------------------- W4 sizes
 # Columns: t published delivered outbox_table outbox_indexes archive_table
