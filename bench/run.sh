@@ -506,6 +506,47 @@ w3() {
     [ $quick = 1 ] || echo "{\"workload\":\"W3cmd\",\"cmd\":\"pgbench -n -M prepared -c 4 -j 2 -R $W3_RATE -T $W3_SECONDS -f bench/sql/w3_publish.sql bench\"}" >>"$results"
 }
 
+# backlog_drain WORKLOAD PREFIX TARGET SUBSCRIBE EVENTS KEY EXTRA: an empty
+# outbox with the one subscription SUBSCRIBE (a statement), EVENTS events
+# published with the workers off (ordering key KEY, an expression of n; NULL:
+# none), then the workers on and the clock until outbox_events is empty. Each
+# poll's time and count left is kept: delivered (archived) over time, in
+# $series/PREFIX-TARGET.dat. Appends the result line (EXTRA: more of its
+# fields, ",\"k\":v"), checks that every event was archived, sets drain_rate.
+backlog_drain() {
+    local workload=$1 prefix=$2 target=$3 subscribe=$4 events=$5 key=$6 extra=$7
+    local t0 t1 secs left_now left archived line i rows="$series/$prefix-$target.rows"
+    relay off
+    q "TRUNCATE outbox_events, outbox_events_archive, outbox_deliveries, bench_handled"
+    q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
+    q "$subscribe" >/dev/null
+    q "SET outbox.require_transaction = off; SELECT count(outbox_publish('order.created', bench_payload(n), $key)) FROM generate_series(1, $events) n" >/dev/null
+    q "VACUUM ANALYZE outbox_events"
+    t0=$(date +%s.%N)
+    echo "$t0 $events" >"$rows"
+    relay on
+    for i in $(seq 1 3000); do
+        left_now=$(q "SELECT count(*) FROM outbox_events")
+        echo "$(date +%s.%N) $left_now" >>"$rows"
+        [ "$left_now" = 0 ] && break
+        sleep 0.1
+    done
+    t1=$(date +%s.%N)
+    secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
+    drain_rate=$(awk -v n="$events" -v s="$secs" 'BEGIN { printf "%d", n / s }')
+    left=$(q "SELECT count(*) FROM outbox_events"); archived=$(q "SELECT count(*) FROM outbox_events_archive")
+    line="{\"workload\":\"$workload\"$extra,\"target\":\"$target\",\"events\":$events,\"seconds\":$secs,\"rate\":$drain_rate,\"left\":$left,\"archived\":$archived}"
+    echo "$line" >>"$results"
+    {
+        series_head "$line" workload target events seconds rate
+        echo "# columns t delivered"
+        awk -v t0="$t0" -v n="$events" '$2 ~ /^[0-9]+$/ { printf "%.3f %d\n", $1 - t0, n - $2 }' "$rows"
+    } >"$series/$prefix-$target.dat"
+    rm -f "$rows"
+    check "$workload, $target: $archived of $events events delivered in $secs s ($drain_rate events/s)" \
+        test "$left" = 0 -a "$archived" = "$events"
+}
+
 ###############################################################################
 # W8: webhooks (the sink worker, to a local Standard Webhooks receiver)
 ###############################################################################
@@ -590,46 +631,16 @@ SQL
     # 2. Throughput: a backlog published with the workers off, then delivered
     #    over W8_CONNECTIONS connections; then the same backlog to a no-op SQL
     #    handler (the relay alone), for comparison.
-    local target t0 t1 secs
+    local target
     for target in webhook sql; do
-        relay off
-        q "TRUNCATE outbox_events, outbox_events_archive, outbox_deliveries, bench_handled"
-        q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
         if [ $target = webhook ]; then
-            q "SELECT outbox_subscribe_webhook('bench_webhook', 'order.*', 'bench_hook')" >/dev/null
+            backlog_drain W8throughput w8-throughput webhook \
+                "SELECT outbox_subscribe_webhook('bench_webhook', 'order.*', 'bench_hook')" "$W8_EVENTS" NULL \
+                ",\"connections\":$W8_CONNECTIONS"
         else
-            q "SELECT outbox_subscribe('bench_sql', 'order.*', 'bench_record')" >/dev/null
+            backlog_drain W8throughput w8-throughput sql "SELECT outbox_subscribe('bench_sql', 'order.*', 'bench_record')" \
+                "$W8_EVENTS" NULL ",\"connections\":$W8_CONNECTIONS"
         fi
-        q "SET outbox.require_transaction = off; SELECT count(outbox_publish('order.created', bench_payload(n))) FROM generate_series(1, $W8_EVENTS) n" >/dev/null
-        q "VACUUM ANALYZE outbox_events"
-        # Each poll's time and count left is kept: delivered (archived) over time.
-        local left_now
-        t0=$(date +%s.%N)
-        echo "$t0 $W8_EVENTS" >"$series/w8-throughput-$target.rows"
-        relay on
-        for i in $(seq 1 3000); do
-            left_now=$(q "SELECT count(*) FROM outbox_events")
-            echo "$(date +%s.%N) $left_now" >>"$series/w8-throughput-$target.rows"
-            [ "$left_now" = 0 ] && break
-            sleep 0.1
-        done
-        t1=$(date +%s.%N)
-        secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-        local rate
-        rate=$(awk -v n="$W8_EVENTS" -v s="$secs" 'BEGIN { printf "%d", n / s }')
-        local left archived
-        left=$(q "SELECT count(*) FROM outbox_events"); archived=$(q "SELECT count(*) FROM outbox_events_archive")
-        local line
-        line="{\"workload\":\"W8throughput\",\"target\":\"$target\",\"events\":$W8_EVENTS,\"connections\":$W8_CONNECTIONS,\"seconds\":$secs,\"rate\":$rate,\"left\":$left,\"archived\":$archived}"
-        echo "$line" >>"$results"
-        {
-            series_head "$line" workload target events connections seconds rate
-            echo "# columns t delivered"
-            awk -v t0="$t0" -v n="$W8_EVENTS" '$2 ~ /^[0-9]+$/ { printf "%.3f %d\n", $1 - t0, n - $2 }' "$series/w8-throughput-$target.rows"
-        } >"$series/w8-throughput-$target.dat"
-        rm -f "$series/w8-throughput-$target.rows"
-        check "W8 throughput, $target: $archived of $W8_EVENTS events delivered in $secs s ($rate events/s)" \
-            test "$left" = 0 -a "$archived" = "$W8_EVENTS"
     done
     check_series "W8 throughput: delivered over time" "$series"/w8-throughput-{webhook,sql}.dat && plots_wanted+=(throughput-webhooks)
     relay off
@@ -725,7 +736,7 @@ SQL
     #    the order of the two swapped every round (the machine's noise moves
     #    one drain by 1.5x from one minute to the next), each round's ratio of
     #    its two drains; the median of those is the result.
-    local target t0 t1 secs rate kafka_rate=0 sql_rate=0 w9_key=NULL round ratios=()
+    local target kafka_rate=0 sql_rate=0 w9_key=NULL round ratios=()
     # W9_KEYS ordering keys (0: none, as W8's backlog): one delivery per key is
     # in flight at a time, so few keys bound the rate by round trips.
     [ "$W9_KEYS" -gt 0 ] && w9_key="'k' || (n % $W9_KEYS)"
@@ -733,47 +744,22 @@ SQL
         local order="kafka sql"
         [ $((round % 2)) = 0 ] && order="sql kafka"
         for target in $order; do
-            relay off
-            q "TRUNCATE outbox_events, outbox_events_archive, outbox_deliveries, bench_handled"
-            q "DELETE FROM outbox_subscriptions WHERE name LIKE 'bench%'"
             if [ $target = kafka ]; then
-                q "SELECT outbox_subscribe_kafka('bench_kafka', 'order.*', 'bench_kafka')" >/dev/null
+                backlog_drain W9throughput w9-throughput kafka \
+                    "SELECT outbox_subscribe_kafka('bench_kafka', 'order.*', 'bench_kafka')" "$W9_EVENTS" "$w9_key" \
+                    ",\"round\":$round,\"keys\":$W9_KEYS"
+                kafka_rate=$drain_rate
             else
-                q "SELECT outbox_subscribe('bench_sql', 'order.*', 'bench_record')" >/dev/null
+                backlog_drain W9throughput w9-throughput sql "SELECT outbox_subscribe('bench_sql', 'order.*', 'bench_record')" \
+                    "$W9_EVENTS" "$w9_key" ",\"round\":$round,\"keys\":$W9_KEYS"
+                sql_rate=$drain_rate
             fi
-            q "SET outbox.require_transaction = off; SELECT count(outbox_publish('order.created', bench_payload(n), $w9_key)) FROM generate_series(1, $W9_EVENTS) n" >/dev/null
-            q "VACUUM ANALYZE outbox_events"
-            local left_now
-            t0=$(date +%s.%N)
-            echo "$t0 $W9_EVENTS" >"$series/w9-throughput-$target.rows"
-            relay on
-            for i in $(seq 1 3000); do
-                left_now=$(q "SELECT count(*) FROM outbox_events")
-                echo "$(date +%s.%N) $left_now" >>"$series/w9-throughput-$target.rows"
-                [ "$left_now" = 0 ] && break
-                sleep 0.1
-            done
-            t1=$(date +%s.%N)
-            secs=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')
-            rate=$(awk -v n="$W9_EVENTS" -v s="$secs" 'BEGIN { printf "%d", n / s }')
-            [ $target = kafka ] && kafka_rate=$rate || sql_rate=$rate
-            local left archived
-            left=$(q "SELECT count(*) FROM outbox_events"); archived=$(q "SELECT count(*) FROM outbox_events_archive")
-            local line
-            line="{\"workload\":\"W9throughput\",\"round\":$round,\"target\":\"$target\",\"events\":$W9_EVENTS,\"keys\":$W9_KEYS,\"seconds\":$secs,\"rate\":$rate,\"left\":$left,\"archived\":$archived}"
-            echo "$line" >>"$results"
-            {
-                series_head "$line" workload target events seconds rate
-                echo "# columns t delivered"
-                awk -v t0="$t0" -v n="$W9_EVENTS" '$2 ~ /^[0-9]+$/ { printf "%.3f %d\n", $1 - t0, n - $2 }' "$series/w9-throughput-$target.rows"
-            } >"$series/w9-throughput-$target.dat"
-            rm -f "$series/w9-throughput-$target.rows"
-            check "W9 throughput, round $round, $target: $archived of $W9_EVENTS events delivered in $secs s ($rate events/s)" \
-                test "$left" = 0 -a "$archived" = "$W9_EVENTS"
         done
         ratios+=("$(awk -v k="$kafka_rate" -v s="$sql_rate" 'BEGIN { printf "%.2f", (s > 0 ? k / s : 0) }')")
         log "W9 round $round: Kafka drain / SQL-handler drain = ${ratios[-1]}"
     done
+    check_series "W9 throughput: delivered over time (the last round)" "$series"/w9-throughput-{kafka,sql}.dat &&
+        plots_wanted+=(throughput-kafka)
     relay off
     local ratio lo hi
     read -r ratio lo hi < <(printf '%s\n' "${ratios[@]}" | sort -n |
