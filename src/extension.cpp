@@ -114,7 +114,7 @@ void
 relcache_callback(Datum arg, Oid relid)
 {
     // Only note it: plans may be in use right now.
-    if (!OidIsValid(relid) || relid == state.events_relid)
+    if (!OidIsValid(relid) || relid == state.events_relid || relid == state.lease_token_seq)
         state.recheck = true;
 }
 

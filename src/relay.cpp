@@ -853,6 +853,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
         out->has_external = out->has_external || subs[i].external;
     if (nsubs == 0) {
         out->waiting = events_waiting();
+        out->looked = true;
         spi_end();
         end_relay_work(save_user, save_sec);
         return;
@@ -886,6 +887,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
         if (dispatched < batch_size) {
             out->next_due = next_due(names);
             out->waiting = events_waiting();
+            out->looked = true;
         }
         spi_end();
         // A batch that only handed events over need not wait for its commit
@@ -1017,6 +1019,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
         spi_begin();
         out->next_due = next_due(names);
         out->waiting = events_waiting();
+        out->looked = true;
         spi_end();
     }
     end_relay_work(save_user, save_sec);

@@ -240,14 +240,18 @@ worker_loop(int idx, const InflightNote *left)
                     TimestampTz after = GetCurrentTimestamp();
                     // Leases taken from now on expire a lease length from now
                     // at the earliest: the first look for them can wait.
-                    // A batch that drains (another follows at once) does
-                    // not look at what is left: quiet or not stays as it was.
-                    if (!drain) {
+                    // A batch followed by the next at once may not have
+                    // looked at what is left (a full one does not): not
+                    // known to be quiet, so the upkeep goes on meanwhile (a
+                    // lease may end during a long drain).
+                    if (r.looked) {
                         if (quiet && r.waiting)
                             next_upkeep = TimestampTzPlusMilliseconds(
                                 after, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms
                                                                                    : kUpkeepMaxIntervalMs);
                         quiet = !r.waiting;
+                    } else {
+                        quiet = false;
                     }
                     int look_ms = quiet && guc_poll_interval_ms < kQuietLookMs ? kQuietLookMs : guc_poll_interval_ms;
                     TimestampTz next = TimestampTzPlusMilliseconds(after, look_ms);

@@ -27,6 +27,7 @@ struct BatchResult {
     bool dispatched_external;// deliveries were made for such a subscription
     TimestampTz next_due;    // when the next event becomes due (a retry, a delivery
                              // time, the end of a lease); 0: none known
+    bool looked;             // the batch looked at what is left: waiting (and next_due) say
     bool waiting;            // an event not handed over is due: for consumers, or
                              // its lease expired (known when the batch came back short)
     char last_error[kLastErrorLen]; // the last handler failure of the batch ("" if none)

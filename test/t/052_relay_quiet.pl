@@ -110,5 +110,39 @@ my $watching = commits() - $before;
 cmp_ok($watching, '>=', 2,
 	"with an event waiting for consumers, the relay looks at its poll interval ($watching transactions in 3 s)");
 
+# Quiet again, then a long drain: 300 events of one ordering key (one per
+# batch, each batch followed by the next at once; the handler takes 30 ms),
+# and in the same transaction an event for consumers claimed with a lease of
+# 2 s by a consumer that dies. Batches that follow each other at once keep
+# the relay from being quiet: its upkeep takes the lease back during the
+# drain (it waited for the drain's end when a quiet relay stayed quiet
+# through it).
+$node->safe_psql('postgres', q{
+	SELECT outbox_complete(array_agg(id), min(lease_token)) FROM outbox_claim(1, '30 seconds', 'live', ARRAY['ext.*']);
+});
+is($node->safe_psql('postgres', 'SELECT count(*) FROM outbox_events'), '0', 'the outbox is empty again');
+sleep 3;
+my $keyed = 300;
+my $effects_before = $node->safe_psql('postgres', 'SELECT count(*) FROM effects');
+$claimed_at = time;
+is($node->safe_psql('postgres', qq{
+	BEGIN;
+	SET LOCAL outbox.require_transaction = off;
+	SELECT count(outbox_publish('job.keyed', jsonb_build_object('i', i, 'sleep', 0.03), ordering_key => 'one'))
+	  FROM generate_series(1, $keyed) i;
+	CREATE TEMP TABLE published2 AS SELECT outbox_publish('ext.job', '{}');
+	SELECT count(*) FROM outbox_claim(1, '2 seconds', 'dead-consumer', ARRAY['ext.*']);
+	COMMIT;
+}), "$keyed\n1", "$keyed events of one key and, claimed with a lease of 2 s, an event for consumers");
+wait_for_relay($node, 'postgres',
+	q{SELECT count(*) FROM outbox_events WHERE type = 'ext.job' AND status = 'created' AND retry_count = 1}, 1,
+	'the expired lease is taken back');
+$took = time - $claimed_at;
+my $drained = $node->safe_psql('postgres', 'SELECT count(*) FROM effects') - $effects_before;
+cmp_ok($took, '<', 2 + 5 + 2, sprintf('within the reclaim cadence (%.1f s after the claim)', $took));
+cmp_ok($drained, '<', $keyed, "while the drain went on ($drained of $keyed events of the key delivered by then)");
+wait_for_relay($node, 'postgres', 'SELECT count(*) FROM effects', $effects_before + $keyed,
+	'the drain delivers every event of the key');
+
 $node->stop;
 done_testing();
