@@ -31,6 +31,36 @@ sub commits
 	return $node->safe_psql('observer', "SELECT xact_commit FROM pg_stat_database WHERE datname = 'postgres'");
 }
 
+# In one transaction: the SQL $first (more to publish; its output is $shown),
+# then an event for consumers claimed with a lease of 2 s by a consumer that
+# dies. Returns when it committed.
+my $published = 0;
+sub publish_dead_lease
+{
+	my ($first, $shown, $what) = @_;
+	$published++;
+	my $at = time;
+	is($node->safe_psql('postgres', qq{
+		BEGIN;
+		SET LOCAL outbox.require_transaction = off;
+		$first
+		CREATE TEMP TABLE published_$published AS SELECT outbox_publish('ext.job', '{}');
+		SELECT count(*) FROM outbox_claim(1, '2 seconds', 'dead-consumer', ARRAY['ext.*']);
+		COMMIT;
+	}), $shown eq '' ? '1' : "$shown\n1", $what);
+	return $at;
+}
+
+# Waits until the relay took the expired lease back; the seconds since $at.
+sub lease_taken_back
+{
+	my ($at, $what) = @_;
+	wait_for_relay($node, 'postgres',
+		q{SELECT count(*) FROM outbox_events WHERE type = 'ext.job' AND status = 'created' AND retry_count = 1}, 1,
+		$what);
+	return time - $at;
+}
+
 $node->safe_psql('postgres', q{BEGIN; SELECT outbox_publish('job.now', '{}'); COMMIT;});
 wait_for_relay($node, 'postgres', 'SELECT count(*) FROM effects', 1, 'an event published is delivered at once');
 
@@ -70,10 +100,7 @@ $node->safe_psql('postgres', q{BEGIN; SELECT outbox_publish('ext.job', '{}'); CO
 my $claimed_at = time;
 is($node->safe_psql('postgres', q{SELECT count(*) FROM outbox_claim(1, '2 seconds', 'dead-consumer', ARRAY['ext.*'])}),
 	'1', 'a consumer claims it with a lease of 2 s');
-wait_for_relay($node, 'postgres',
-	q{SELECT count(*) FROM outbox_events WHERE type = 'ext.job' AND status = 'created' AND retry_count = 1}, 1,
-	'the relay takes the expired lease back');
-my $took = time - $claimed_at;
+my $took = lease_taken_back($claimed_at, 'the relay takes the expired lease back');
 cmp_ok($took, '<', 2 + 5 + 2, sprintf('within the reclaim cadence after the lease expired (%.1f s after the claim)', $took));
 like($node->safe_psql('postgres', q{SELECT last_error FROM outbox_events WHERE type = 'ext.job'}),
 	qr/lease expired: not completed within 2 s by dead-consumer/, 'counted as an expired lease');
@@ -89,17 +116,8 @@ $before = commits();
 sleep 3;
 $idle = commits() - $before;
 cmp_ok($idle, '<=', 1, "quiet again: $idle transactions in 3 s");
-$claimed_at = time;
-is($node->safe_psql('postgres', q{
-	BEGIN;
-	CREATE TEMP TABLE published AS SELECT outbox_publish('ext.job', '{}');
-	SELECT count(*) FROM outbox_claim(1, '2 seconds', 'dead-consumer', ARRAY['ext.*']);
-	COMMIT;
-}), '1', 'an event published and claimed in one transaction');
-wait_for_relay($node, 'postgres',
-	q{SELECT count(*) FROM outbox_events WHERE type = 'ext.job' AND status = 'created' AND retry_count = 1}, 1,
-	'its expired lease is taken back');
-$took = time - $claimed_at;
+$claimed_at = publish_dead_lease('', '', 'an event published and claimed in one transaction');
+$took = lease_taken_back($claimed_at, 'its expired lease is taken back');
 cmp_ok($took, '<', 2 + 5 + 2, sprintf('as soon (%.1f s after the claim)', $took));
 
 # The event waits for consumers: the relay looks at the poll interval again
@@ -124,20 +142,11 @@ is($node->safe_psql('postgres', 'SELECT count(*) FROM outbox_events'), '0', 'the
 sleep 3;
 my $keyed = 300;
 my $effects_before = $node->safe_psql('postgres', 'SELECT count(*) FROM effects');
-$claimed_at = time;
-is($node->safe_psql('postgres', qq{
-	BEGIN;
-	SET LOCAL outbox.require_transaction = off;
-	SELECT count(outbox_publish('job.keyed', jsonb_build_object('i', i, 'sleep', 0.03), ordering_key => 'one'))
-	  FROM generate_series(1, $keyed) i;
-	CREATE TEMP TABLE published2 AS SELECT outbox_publish('ext.job', '{}');
-	SELECT count(*) FROM outbox_claim(1, '2 seconds', 'dead-consumer', ARRAY['ext.*']);
-	COMMIT;
-}), "$keyed\n1", "$keyed events of one key and, claimed with a lease of 2 s, an event for consumers");
-wait_for_relay($node, 'postgres',
-	q{SELECT count(*) FROM outbox_events WHERE type = 'ext.job' AND status = 'created' AND retry_count = 1}, 1,
-	'the expired lease is taken back');
-$took = time - $claimed_at;
+$claimed_at = publish_dead_lease(
+	"SELECT count(outbox_publish('job.keyed', jsonb_build_object('i', i, 'sleep', 0.03), ordering_key => 'one'))
+	   FROM generate_series(1, $keyed) i;", $keyed,
+	"$keyed events of one key and, claimed with a lease of 2 s, an event for consumers");
+$took = lease_taken_back($claimed_at, 'the expired lease is taken back');
 my $drained = $node->safe_psql('postgres', 'SELECT count(*) FROM effects') - $effects_before;
 cmp_ok($took, '<', 2 + 5 + 2, sprintf('within the reclaim cadence (%.1f s after the claim)', $took));
 cmp_ok($drained, '<', $keyed, "while the drain went on ($drained of $keyed events of the key delivered by then)");
