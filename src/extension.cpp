@@ -59,6 +59,14 @@ extension_namespace(Oid ext, Oid *owner)
     return nsp;
 }
 
+// The relations a rewrite or a DROP may give a new oid (relcache_callback).
+void
+lookup_relations(Oid nsp)
+{
+    state.events_relid = get_relname_relid("outbox_events", nsp);
+    state.lease_token_seq = get_relname_relid("outbox_lease_token_seq", nsp);
+}
+
 void
 resolve_extension()
 {
@@ -77,8 +85,7 @@ resolve_extension()
     bool has_deliveries = OidIsValid(get_relname_relid("outbox_deliveries", nsp));
     if (state.valid && ext == state.extension_oid && nsp == state.schema_oid &&
         has_deliveries == state.has_deliveries) {
-        state.events_relid = get_relname_relid("outbox_events", nsp);
-        state.lease_token_seq = get_relname_relid("outbox_lease_token_seq", nsp);
+        lookup_relations(nsp);
         state.recheck = false;
         return;
     }
@@ -92,8 +99,7 @@ resolve_extension()
     state.schema_quoted = MemoryContextStrdup(TopMemoryContext, quote_identifier(name));
     state.extension_oid = ext;
     state.schema_oid = nsp;
-    state.events_relid = get_relname_relid("outbox_events", nsp);
-    state.lease_token_seq = get_relname_relid("outbox_lease_token_seq", nsp);
+    lookup_relations(nsp);
     state.status_type = GetSysCacheOid2(TYPENAMENSP, Anum_pg_type_oid, CStringGetDatum("outbox_status"),
                                         ObjectIdGetDatum(nsp));
     // An ALTER EXTENSION outbox UPDATE to 0.2.0 changes what the statements

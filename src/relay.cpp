@@ -765,6 +765,16 @@ events_waiting()
     return !isnull && DatumGetBool(d);
 }
 
+// What a batch that came back short leaves: the next due time of the SQL
+// subscriptions `names` and whether events wait (between spi_begin and spi_end).
+void
+look_at_what_is_left(ArrayType *names, BatchResult *out)
+{
+    out->next_due = next_due(names);
+    out->waiting = events_waiting();
+    out->looked = true;
+}
+
 // The subscription of `name` among subs, or -1.
 int
 find_subscription(const Subscription *subs, int n, const char *name)
@@ -884,11 +894,8 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
         // A full batch is followed by the next one at once: what is left is
         // looked at when a batch comes back short (an outbox of handed-over
         // events made this look, once per batch, the drain's main cost).
-        if (dispatched < batch_size) {
-            out->next_due = next_due(names);
-            out->waiting = events_waiting();
-            out->looked = true;
-        }
+        if (dispatched < batch_size)
+            look_at_what_is_left(names, out);
         spi_end();
         // A batch that only handed events over need not wait for its commit
         // to reach disk: lost in a crash, it is made again (the events are
@@ -1017,9 +1024,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
         out->more = done[i] && ds[i].direct < 0 && ds[i].keyed;
     if (dispatched < batch_size && claimed < batch_size) {
         spi_begin();
-        out->next_due = next_due(names);
-        out->waiting = events_waiting();
-        out->looked = true;
+        look_at_what_is_left(names, out);
         spi_end();
     }
     end_relay_work(save_user, save_sec);
