@@ -191,6 +191,7 @@ define_relay_settings()
         "outbox.relay_batch_size",
         "Most events one relay batch claims and delivers, in one transaction.",
         "A full batch is followed at once by the next; a shorter one lets the worker sleep until woken. "
+        "A batch that runs no handler (events only handed to sinks) takes up to 1000. "
         "Per database: ALTER DATABASE ... SET (the worker reads it when it starts).",
         &guc_relay_batch_size, 50, 1, kMaxBatch, PGC_SUSET, 0, nullptr, nullptr, nullptr);
 

@@ -175,17 +175,18 @@ constexpr Statement kStatements[] = {
     // is an expired lease of a consumer, reclaimed first. `blocked`: its
     // ordering key has a delivery to one of the subscriptions $5 not settled
     // yet (an earlier event of the key, handed over, still being delivered).
-    // With the whole row: the relay may run the handlers on it in the batch.
+    // With the whole row if $6: the relay may run the handlers on it in the
+    // batch (NULL when it only hands events over: no payload copied).
     {Stmt::DispatchClaim, "dispatch claim",
      "SELECT e.id, e.type, e.status = 'active' AS expired, e.ordering_key IS NOT NULL AS keyed,"
      " CASE WHEN e.ordering_key IS NULL THEN false ELSE EXISTS ("
      "   SELECT FROM @extschema@.outbox_deliveries p"
      "    WHERE p.subscription = ANY ($5::text[]) AND p.ordering_key = e.ordering_key"
      "      AND p.completed_on IS NULL) END AS blocked,"
-     " e"
+     " CASE WHEN $6 THEN e END"
      " FROM @extschema@.outbox_events e"
      DISPATCHABLE,
-     5, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID}, PlanChoice::Generic},
+     6, {INT4OID, TEXTARRAYOID, TEXTARRAYOID, UUIDARRAYOID, TEXTARRAYOID, BOOLOID}, PlanChoice::Generic},
 
     // The claimed events $1 handed to their subscriptions: a delivery for
     // each pair ($2[i], $3[i]), due at once; the event is active (being
@@ -329,7 +330,9 @@ constexpr Statement kStatements[] = {
      "   'headers', e.headers, 'ordering_key', e.ordering_key, 'seq', e.seq)::text END,"
      " greatest(e.created_on, e.available_at),"
      " CASE WHEN $4 THEN e.payload::text END, e.type, e.ordering_key,"
-     " CASE WHEN $4 THEN"
+     // No headers (NULL) when there are none: the array's subquery was a
+     // sixth of the claim's time for 1,000 events without headers.
+     " CASE WHEN $4 AND e.headers <> '{}' THEN"
      "  ARRAY(SELECT x.v FROM jsonb_each_text(CASE jsonb_typeof(e.headers) WHEN 'object' THEN e.headers"
      "         ELSE '{}'::jsonb END) AS h(k, v),"
      "        unnest(ARRAY[h.k, h.v]) WITH ORDINALITY AS x(v, o) ORDER BY h.k, x.o) END,"
