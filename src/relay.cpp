@@ -751,6 +751,9 @@ run_upkeep(const Upkeep *upkeep, BatchResult *out)
         bool isnull = true;
         Datum d = SPI_processed == 1 ? SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull) : 0;
         out->swept = isnull ? 0 : DatumGetInt32(d);
+        // After a crash, the events the relay had not archived for the
+        // sink yet (its queue is in shared memory) are all here.
+        out->sweep_more = out->swept >= kReclaimLimit;
     }
 }
 
@@ -1157,6 +1160,41 @@ maintain_archive(int retention_minutes)
     spi_end();
     end_relay_work(save_user, save_sec);
     pgstat_report_activity(STATE_IDLE, nullptr);
+}
+
+int
+archive_sink_settled(int idx)
+{
+    static pg_uuid_t ids[kArchiveTake];
+    int total = 0;
+    // At most the queue's length at a time: the sink may fill it again
+    // meanwhile, and the relay's own batch waits.
+    for (int rounds = 0; rounds < kArchiveQueueLen / kArchiveTake; rounds++) {
+        int n = slot_archive_take(idx, ids, kArchiveTake);
+        if (n == 0)
+            break;
+        total += n;
+        Oid save_user;
+        int save_sec;
+        if (!begin_relay_work(&save_user, &save_sec))
+            break;  // the extension is gone, and its events with it
+        if (!extension_has_deliveries()) {
+            end_relay_work(save_user, save_sec);
+            break;
+        }
+        pgstat_report_activity(STATE_RUNNING, "outbox relay: archive of events the sink settled");
+        spi_begin();
+        Datum *elems = static_cast<Datum *>(palloc(sizeof(Datum) * n));
+        for (int k = 0; k < n; k++)
+            elems[k] = UUIDPGetDatum(&ids[k]);
+        Datum arg = PointerGetDatum(construct_array(elems, n, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+        run(Stmt::SinkArchiveLock, &arg, nullptr);
+        run(Stmt::SinkArchive, &arg, nullptr);
+        spi_end();
+        end_relay_work(save_user, save_sec);
+        pgstat_report_activity(STATE_IDLE, nullptr);
+    }
+    return total;
 }
 
 } // namespace outbox

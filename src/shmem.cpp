@@ -6,7 +6,10 @@
 // copies the slots under it) sees all of them or none. Everything else in a slot is read and written under
 // the lock, held only for copies of a few bytes (or of the slots) and scans
 // of at most outbox.max_databases slots: never a system call (kill), an
-// allocation or anything that can raise an ERROR.
+// allocation or anything that can raise an ERROR. A slot's queue of events
+// the sink worker settled for the relay to archive has a lock of its own
+// (tranche "outbox archive queue", one per slot), held for copies of at most
+// its 2,048 ids; taken after the relay lock when both are (reset_slot).
 #include "outbox/pg.hpp"
 #include "outbox/settings.hpp"
 #include "outbox/shmem.hpp"
@@ -54,10 +57,17 @@ struct RelaySlot {
     Latch *sink_latch;             // its latch while it runs, else null
     char sink_activity[kActivityLen];
     pg_atomic_uint64 sink_queue;   // its Kafka producers' queue length + 1 (0: none)
+    // Events the sink worker settled, for the relay to archive: a ring of
+    // `count` ids from `head`, under the slot's lock of the tranche "outbox
+    // archive queue" (taken after the relay lock when both are held).
+    int archive_head;
+    int archive_count;
+    pg_uuid_t archive_ids[kArchiveQueueLen];
 };
 
 struct RelayShared {
     LWLock *lock;
+    LWLockPadded *archive_locks;   // one per slot
     Latch *launcher_latch;         // the launcher's, while it runs
     pg_atomic_uint64 sink_config;  // bumped when subscriptions or endpoints change
     int nslots;
@@ -65,6 +75,7 @@ struct RelayShared {
 };
 
 constexpr const char *kTrancheName = "outbox relay";
+constexpr const char *kArchiveTrancheName = "outbox archive queue";
 
 RelayShared *relay_shared = nullptr;
 shmem_request_hook_type prev_shmem_request_hook = nullptr;
@@ -76,9 +87,15 @@ shared_size()
     return add_size(offsetof(RelayShared, slots), mul_size(sizeof(RelaySlot), guc_max_databases));
 }
 
-// An empty slot (under the lock, exclusive).
+LWLock *
+archive_lock(const RelaySlot *s)
+{
+    return &relay_shared->archive_locks[s - relay_shared->slots].lock;
+}
+
+// An empty slot: its fields (at startup, or under both locks).
 void
-reset_slot(RelaySlot *s)
+clear_slot(RelaySlot *s)
 {
     memset(s, 0, sizeof *s);
     pg_atomic_init_u64(&s->delivered, 0);
@@ -90,6 +107,15 @@ reset_slot(RelaySlot *s)
     pg_atomic_init_u32(&s->wake, 0);
 }
 
+// An empty slot (under the lock, exclusive; its queue's lock is taken here).
+void
+reset_slot(RelaySlot *s)
+{
+    LWLockAcquire(archive_lock(s), LW_EXCLUSIVE);
+    clear_slot(s);
+    LWLockRelease(archive_lock(s));
+}
+
 void
 shmem_request()
 {
@@ -97,6 +123,7 @@ shmem_request()
         prev_shmem_request_hook();
     RequestAddinShmemSpace(shared_size());
     RequestNamedLWLockTranche(kTrancheName, 1);
+    RequestNamedLWLockTranche(kArchiveTrancheName, guc_max_databases);
     metrics_shmem_request();
 }
 
@@ -110,11 +137,12 @@ shmem_startup()
     relay_shared = static_cast<RelayShared *>(ShmemInitStruct("outbox relay", shared_size(), &found));
     if (!found) {
         relay_shared->lock = &(GetNamedLWLockTranche(kTrancheName))->lock;
+        relay_shared->archive_locks = GetNamedLWLockTranche(kArchiveTrancheName);
         relay_shared->launcher_latch = nullptr;
         pg_atomic_init_u64(&relay_shared->sink_config, 0);
         relay_shared->nslots = guc_max_databases;
         for (int i = 0; i < relay_shared->nslots; i++)
-            reset_slot(&relay_shared->slots[i]);
+            clear_slot(&relay_shared->slots[i]);
     }
     metrics_shmem_startup();
     LWLockRelease(AddinShmemInitLock);
@@ -443,6 +471,76 @@ slot_sink_latch_of(Oid dboid) noexcept
     }
     LWLockRelease(relay_shared->lock);
     return latch;
+}
+
+// ---- Events the sink worker settled, archived by the relay
+
+int
+slot_archive_room(int i) noexcept
+{
+    if (relay_shared == nullptr)
+        return 0;
+    RelaySlot *s = slot_at(i);
+    LWLockAcquire(relay_shared->lock, LW_SHARED);
+    bool relay_runs = s->in_use && s->pid != 0;
+    LWLockRelease(relay_shared->lock);
+    if (!relay_runs)
+        return 0;
+    LWLockAcquire(archive_lock(s), LW_SHARED);
+    int room = kArchiveQueueLen - s->archive_count;
+    LWLockRelease(archive_lock(s));
+    return room;
+}
+
+int
+slot_archive_push(int i, const pg_uuid_t *ids, int n) noexcept
+{
+    if (relay_shared == nullptr || n <= 0)
+        return 0;
+    RelaySlot *s = slot_at(i);
+    LWLockAcquire(relay_shared->lock, LW_SHARED);
+    Latch *latch = s->in_use && s->pid != 0 ? s->latch : nullptr;
+    LWLockRelease(relay_shared->lock);
+    if (latch == nullptr)
+        return 0;
+    LWLockAcquire(archive_lock(s), LW_EXCLUSIVE);
+    int room = kArchiveQueueLen - s->archive_count;
+    int taken = n < room ? n : room;
+    for (int k = 0; k < taken; k++)
+        s->archive_ids[(s->archive_head + s->archive_count + k) % kArchiveQueueLen] = ids[k];
+    s->archive_count += taken;
+    LWLockRelease(archive_lock(s));
+    if (taken > 0)
+        SetLatch(latch);  // valid shared memory even if the relay just exited
+    return taken;
+}
+
+int
+slot_archive_take(int i, pg_uuid_t *out, int max) noexcept
+{
+    if (relay_shared == nullptr || max <= 0)
+        return 0;
+    RelaySlot *s = slot_at(i);
+    LWLockAcquire(archive_lock(s), LW_EXCLUSIVE);
+    int n = s->archive_count < max ? s->archive_count : max;
+    for (int k = 0; k < n; k++)
+        out[k] = s->archive_ids[(s->archive_head + k) % kArchiveQueueLen];
+    s->archive_head = (s->archive_head + n) % kArchiveQueueLen;
+    s->archive_count -= n;
+    LWLockRelease(archive_lock(s));
+    return n;
+}
+
+bool
+slot_archive_waiting(int i) noexcept
+{
+    if (relay_shared == nullptr)
+        return false;
+    RelaySlot *s = slot_at(i);
+    LWLockAcquire(archive_lock(s), LW_SHARED);
+    bool waiting = s->archive_count > 0;
+    LWLockRelease(archive_lock(s));
+    return waiting;
 }
 
 // ---- Others

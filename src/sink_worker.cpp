@@ -98,6 +98,10 @@ struct KindSink {
 
 char my_dbname[NAMEDATALEN];
 int my_slot = -1;
+// Events settled by the turn's transaction, handed to the relay to archive
+// once it commits (slot_archive_push).
+pg_uuid_t to_archive[kArchiveQueueLen];
+int nto_archive = 0;
 Flight *flights = nullptr;  // kMaxFlights, in TopMemoryContext
 int in_flight = 0;
 KindSink kinds[4] = {{"http", nullptr}, {"kafka", nullptr}};
@@ -764,9 +768,20 @@ settle_in_txn(const SinkResult *results, int n)
                 bool isnull;
                 done[ndone++] = SPI_getbinval(SPI_tuptable->vals[t], SPI_tuptable->tupdesc, 1, &isnull);
             }
-            Datum arg = PointerGetDatum(construct_array(done, ndone, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
-            run(Stmt::SinkArchiveLock, &arg, nullptr);
-            run(Stmt::SinkArchive, &arg, nullptr);
+            // The relay archives them once this commits, if it has caught up
+            // (fewer than these wait in its queue): the archive is the
+            // costlier half of a settlement, and the relay idles while a
+            // backlog goes to sinks. Else (the relay is busy, or does not
+            // run) they are archived here: whichever is less busy does it.
+            int room = slot_archive_room(my_slot);
+            if (nto_archive + ndone <= room && kArchiveQueueLen - room < ndone) {
+                for (int d = 0; d < ndone; d++)
+                    to_archive[nto_archive++] = *DatumGetUUIDP(done[d]);
+            } else {
+                Datum arg = PointerGetDatum(construct_array(done, ndone, UUIDOID, UUID_LEN, false, TYPALIGN_CHAR));
+                run(Stmt::SinkArchiveLock, &arg, nullptr);
+                run(Stmt::SinkArchive, &arg, nullptr);
+            }
         }
     }
     for (int e = 0; e < nendpoints; e++)
@@ -837,6 +852,12 @@ txn_work(const SinkResult *results, int n, bool claim, bool reclaim, bool all, C
         *round = claim_in_txn(cxt, reclaim, all, &claimed);
     spi_end();
     end_relay_work(save_user, save_sec);
+    // Committed: the relay may archive them now (those it has no room for
+    // after all, its process gone meanwhile, are left to its sweep).
+    if (nto_archive > 0) {
+        (void) slot_archive_push(my_slot, to_archive, nto_archive);
+        nto_archive = 0;
+    }
     // The new leases (and the attempts they count) on disk before anything
     // is sent: a request that crashes the server is charged all the same.
     if (claimed.nout > 0)
@@ -1007,6 +1028,7 @@ sink_loop()
                     }
                 memset(flights, 0, sizeof(Flight) * kMaxFlights);
                 in_flight = 0;
+                nto_archive = 0;  // their settlement rolled back
                 first = true;
                 targets_read_at = 0;  // read them again
                 memset(recent_successes, 0, sizeof recent_successes);

@@ -85,8 +85,10 @@ backlog_check_every_ms()
 // forced, without a round, as an idle backend's do (pgstat_report_stat(false)
 // would hold them back again: it measures from the last transaction's end).
 // The flag is cleared before the round, after the latch: a commit that asks
-// from then on is seen by that round, or wakes the next wait.
-void
+// from then on is seen by that round, or wakes the next wait. Returns early,
+// true, when the sink worker handed settled events over to archive (and the
+// relay is enabled): the caller archives them and waits again until `until`.
+bool
 wait_for_round(int idx, TimestampTz until)
 {
     long stats_ms = pgstat_report_stat(false) > 0 ? 1000 : 0;
@@ -100,7 +102,9 @@ wait_for_round(int idx, TimestampTz until)
         if ((rc & WL_LATCH_SET) != 0) {
             ResetLatch(MyLatch);
             if (slot_take_wake(idx) || InterruptPending || ConfigReloadPending || slot_asked_to_leave(idx))
-                return;
+                return false;
+            if (guc_enabled && slot_archive_waiting(idx))
+                return true;
             continue;
         }
         if (!for_stats)
@@ -110,6 +114,38 @@ wait_for_round(int idx, TimestampTz until)
     }
     ResetLatch(MyLatch);
     (void) slot_take_wake(idx);
+    return false;
+}
+
+// Between rounds: archive what the sink worker settled, in transactions of
+// its own. False when that failed (logged, recorded; its ids are left to the
+// sweep): the caller runs a round, whose error path backs off.
+bool
+archive_between_rounds(int idx, MemoryContext cxt)
+{
+    volatile bool ok = true;
+    PG_TRY();
+    {
+        slot_set_activity(idx, "archiving events the sink settled");
+        (void) archive_sink_settled(idx);
+        slot_set_activity(idx, "idle");
+    }
+    PG_CATCH();
+    {
+        HOLD_INTERRUPTS();
+        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = CopyErrorData();
+        EmitErrorReport();
+        FlushErrorState();
+        AbortOutOfAnyTransaction();
+        RESUME_INTERRUPTS();
+        MemoryContextSwitchTo(cxt);
+        slot_record_error(idx, edata->message);
+        pgstat_report_activity(STATE_IDLE, nullptr);
+        ok = false;
+    }
+    PG_END_TRY();
+    return ok;
 }
 
 // Each round runs one transaction: the upkeep that is due (expired leases,
@@ -143,12 +179,22 @@ worker_loop(int idx, const InflightNote *left)
     volatile bool quiet = false;
     volatile int error_backoff_ms = 0;
     volatile bool was_missing = false;
+    bool archive_only = false;  // the last wait ended for the sink's settled events
+    TimestampTz resume_until = 0;
 
     for (;;) {
         start_round(cxt);
         if (slot_asked_to_leave(idx)) {
             ereport(LOG, (errmsg("outbox relay: leaving database \"%s\": it is being dropped", my_dbname)));
             proc_exit(0);
+        }
+        if (archive_only) {
+            archive_only = false;
+            if (guc_enabled && !RecoveryInProgress() && archive_between_rounds(idx, cxt)) {
+                (void) pgstat_report_stat(false);
+                archive_only = wait_for_round(idx, resume_until);
+                continue;
+            }
         }
 
         TimestampTz start = GetCurrentTimestamp();
@@ -187,6 +233,9 @@ worker_loop(int idx, const InflightNote *left)
                         now, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms : kUpkeepMaxIntervalMs);
                     upkeep.reclaim = true;
                 }
+                // What the sink worker settled first: its events' deliveries
+                // are done, and archiving them is the relay's share of them.
+                (void) archive_sink_settled(idx);
                 slot_set_activity(idx, careful_left > 0 ? "delivering one by one after an abnormal exit" : "delivering");
                 int size = careful_left > 0 ? 1 : guc_relay_batch_size;
                 relay_batch(size, &upkeep, &r);
@@ -223,6 +272,8 @@ worker_loop(int idx, const InflightNote *left)
                                              my_dbname)));
                     was_missing = false;
                     report_upkeep(my_dbname, &r);
+                    if (r.sweep_more)
+                        next_sweep = 0;
                     if (r.reclaimed > 0)
                         slot_count_reclaimed(idx, r.reclaimed, r.reclaimed_failed);
                     slot_count_batch(idx, r.claimed, r.delivered, r.retried, r.failed, r.last_error);
@@ -302,7 +353,8 @@ worker_loop(int idx, const InflightNote *left)
             (void) pgstat_report_stat(false);
             continue;
         }
-        wait_for_round(idx, next_round);
+        resume_until = next_round;
+        archive_only = wait_for_round(idx, next_round);
     }
 }
 

@@ -35,6 +35,7 @@ struct BatchResult {
     int reclaimed;           // expired leases of external consumers taken back
     int reclaimed_failed;    // of those, events out of attempts: failed
     int swept;               // settled events left behind moved to the archive
+    bool sweep_more;         // the sweep took as many as it may: sweep again at once
     bool backlog_checked;
     double backlog_age;      // seconds the oldest due event or delivery has waited; < 0: none due
 };
@@ -70,5 +71,12 @@ void charge_interrupted_delivery(const InflightNote *note);
 
 // Run outbox_archive_maintain(retention) (own transaction).
 void maintain_archive(int retention_minutes);
+
+// Archive the events the sink worker of slot `idx` settled (shmem.hpp,
+// slot_archive_push), kArchiveTake per transaction, at most a queue's length
+// of them; returns how many ids it took. Raises ERROR on a failure (the ids
+// of that transaction are left to the sweep).
+constexpr int kArchiveTake = 1024;
+int archive_sink_settled(int idx);
 
 } // namespace outbox

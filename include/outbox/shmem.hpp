@@ -13,6 +13,7 @@
 extern "C" {
 #include "datatype/timestamp.h"
 #include "storage/latch.h"
+#include "utils/uuid.h"
 }
 
 namespace outbox {
@@ -84,6 +85,26 @@ void slot_sink_set_queue(int i, long queued) noexcept;
 // The latch of the sink worker serving `dboid`, or null (lock shared; raises
 // nothing).
 Latch *slot_sink_latch_of(Oid dboid) noexcept;
+
+// ---- Events the sink worker settled, archived by the relay of its slot
+//
+// The sink worker's settlement writes the deliveries acknowledged; moving
+// their events to the archive is the costlier half of it, and the relay of
+// the same database (idle while events go to sinks) takes it over: after
+// the commit, the sink appends the ids of the events whose deliveries are
+// all settled, and the relay archives them (_outbox_archive_settled's
+// statements). Ids lost with the shared memory (a crash) or with a failed
+// archive are found by the relay's sweep of settled events.
+constexpr int kArchiveQueueLen = 2048;
+// Room for ids in slot i's queue (0 when its relay does not run).
+int slot_archive_room(int i) noexcept;
+// Append up to n ids (at most the room) and set the relay's latch; returns
+// how many were appended (0 when the relay does not run).
+int slot_archive_push(int i, const pg_uuid_t *ids, int n) noexcept;
+// The relay takes up to max ids, oldest first; returns how many.
+int slot_archive_take(int i, pg_uuid_t *out, int max) noexcept;
+// Whether ids wait in slot i's queue.
+bool slot_archive_waiting(int i) noexcept;
 
 // ---- Others
 
