@@ -586,8 +586,14 @@ hand_over_direct(Taken *taken, const int *which, int n, const Subscription *subs
 int dispatch_once(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, bool *keyed,
                   MemoryContext direct, Taken *taken);
 
+// Claims again for the next events of the ordering keys it took while it
+// has taken fewer than keyed_limit events: each such claim walks the keys'
+// events handed over already (their index entries are not dead while the
+// batch runs), so a batch enlarged for a hand-over does not repeat it 1,000
+// times for one key.
 void
-dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, MemoryContext direct, Taken *taken)
+dispatch(const Subscription *subs, int nsubs, int batch_size, int keyed_limit, BatchResult *out, MemoryContext direct,
+         Taken *taken)
 {
     memset(taken, 0, sizeof *taken);
     int active = 0;
@@ -605,7 +611,7 @@ dispatch(const Subscription *subs, int nsubs, int batch_size, BatchResult *out, 
         bool keyed = false;
         int n = dispatch_once(subs, nsubs, batch_size - taken->events, out, &keyed, direct, taken);
         taken->events += n;
-        if (n == 0 || !keyed)
+        if (n == 0 || !keyed || taken->events >= keyed_limit)
             break;
     }
 }
@@ -845,6 +851,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
 {
     memset(out, 0, sizeof *out);
     out->backlog_age = -1;
+    out->batch_size = batch_size;
     batch_xid = InvalidTransactionId;
     MemoryContext cxt = CurrentMemoryContext;
     Oid save_user;
@@ -872,8 +879,10 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
     // leaves them to a paused subscription), a few statements whatever its
     // size, and runs no code of the users. A bigger batch: per 1,000 events
     // one transaction instead of 20 (the relay's share of a drain to a sink).
+    int keyed_limit = batch_size;
     if (!sql_active && batch_size >= guc_relay_batch_size && batch_size < kHandOverBatch)
         batch_size = kHandOverBatch;
+    out->batch_size = batch_size;
     if (nsubs == 0) {
         out->waiting = events_waiting();
         out->looked = true;
@@ -883,7 +892,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
     }
     pgstat_report_activity(STATE_RUNNING, "outbox relay: dispatching");
     Taken taken;
-    dispatch(subs, nsubs, batch_size, out, cxt, &taken);
+    dispatch(subs, nsubs, batch_size, keyed_limit, out, cxt, &taken);
     int dispatched = taken.events;
     out->claimed = dispatched;
     // A later event of a direct event's ordering key becomes claimable once
@@ -1078,7 +1087,7 @@ charge_interrupted_delivery(const InflightNote *note)
     BatchResult ignored;
     memset(&ignored, 0, sizeof ignored);
     Taken taken;
-    dispatch(subs, nsubs, kMaxBatch, &ignored, nullptr, &taken);
+    dispatch(subs, nsubs, kMaxBatch, kMaxBatch, &ignored, nullptr, &taken);
     // Still as the batch left it (due), locked: record the failed attempt as
     // a handler failure is.
     Datum key[2] = {UUIDPGetDatum(&id), CStringGetTextDatum(note->subscription)};
@@ -1191,6 +1200,12 @@ archive_sink_settled(int idx)
         run(Stmt::SinkArchiveLock, &arg, nullptr);
         run(Stmt::SinkArchive, &arg, nullptr);
         spi_end();
+        // As the sink worker's own commits: the events are delivered, and
+        // an archive a crash forgets is done again by the sweep. Not waiting
+        // for the WAL to reach disk (a flush per 1,024 events that queued
+        // behind the kernel's writeback of the backlog).
+        (void) set_config_option("synchronous_commit", "off", PGC_USERSET, PGC_S_SESSION, GUC_ACTION_LOCAL, true, 0,
+                                 false);
         end_relay_work(save_user, save_sec);
         pgstat_report_activity(STATE_IDLE, nullptr);
     }

@@ -482,7 +482,7 @@ slot_archive_room(int i) noexcept
         return 0;
     RelaySlot *s = slot_at(i);
     LWLockAcquire(relay_shared->lock, LW_SHARED);
-    bool relay_runs = s->in_use && s->pid != 0;
+    bool relay_runs = s->in_use && s->dboid == MyDatabaseId && s->pid != 0;
     LWLockRelease(relay_shared->lock);
     if (!relay_runs)
         return 0;
@@ -499,7 +499,7 @@ slot_archive_push(int i, const pg_uuid_t *ids, int n) noexcept
         return 0;
     RelaySlot *s = slot_at(i);
     LWLockAcquire(relay_shared->lock, LW_SHARED);
-    Latch *latch = s->in_use && s->pid != 0 ? s->latch : nullptr;
+    Latch *latch = s->in_use && s->dboid == MyDatabaseId && s->pid != 0 ? s->latch : nullptr;
     LWLockRelease(relay_shared->lock);
     if (latch == nullptr)
         return 0;

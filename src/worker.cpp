@@ -118,8 +118,8 @@ wait_for_round(int idx, TimestampTz until)
 }
 
 // Between rounds: archive what the sink worker settled, in transactions of
-// its own. False when that failed (logged, recorded; its ids are left to the
-// sweep): the caller runs a round, whose error path backs off.
+// its own. False when that failed (logged, recorded as the worker's last
+// error; its ids are left to the sweep).
 bool
 archive_between_rounds(int idx, MemoryContext cxt)
 {
@@ -189,13 +189,22 @@ worker_loop(int idx, const InflightNote *left)
             proc_exit(0);
         }
         if (archive_only) {
+            // Woken only for that: archive, and wait again for the round.
             archive_only = false;
-            if (guc_enabled && !RecoveryInProgress() && archive_between_rounds(idx, cxt)) {
+            if (guc_enabled && !RecoveryInProgress()) {
+                (void) archive_between_rounds(idx, cxt);
                 (void) pgstat_report_stat(false);
                 archive_only = wait_for_round(idx, resume_until);
                 continue;
             }
         }
+
+        // What the sink worker settled first: its events' deliveries are
+        // done, and archiving them is the relay's share of them. Apart from
+        // the round: a failure there (logged; its ids are left to the sweep)
+        // holds back neither the round nor its upkeep.
+        if (guc_enabled && !RecoveryInProgress() && slot_archive_waiting(idx))
+            (void) archive_between_rounds(idx, cxt);
 
         TimestampTz start = GetCurrentTimestamp();
         volatile TimestampTz next_round = TimestampTzPlusMilliseconds(start, guc_poll_interval_ms);
@@ -233,9 +242,6 @@ worker_loop(int idx, const InflightNote *left)
                         now, guc_poll_interval_ms < kUpkeepMaxIntervalMs ? guc_poll_interval_ms : kUpkeepMaxIntervalMs);
                     upkeep.reclaim = true;
                 }
-                // What the sink worker settled first: its events' deliveries
-                // are done, and archiving them is the relay's share of them.
-                (void) archive_sink_settled(idx);
                 slot_set_activity(idx, careful_left > 0 ? "delivering one by one after an abnormal exit" : "delivering");
                 int size = careful_left > 0 ? 1 : guc_relay_batch_size;
                 relay_batch(size, &upkeep, &r);
@@ -285,7 +291,8 @@ worker_loop(int idx, const InflightNote *left)
                         if (sink != nullptr)
                             SetLatch(sink);
                     }
-                    drain = r.claimed >= size || r.cut_short || r.more;
+                    // Full: the batch did not look at what is left.
+                    drain = r.claimed >= r.batch_size || r.cut_short || r.more;
                     if (careful_left > 0)
                         careful_left = r.claimed == 0 ? 0 : careful_left - r.claimed;
                     TimestampTz after = GetCurrentTimestamp();

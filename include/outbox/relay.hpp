@@ -16,6 +16,7 @@ namespace outbox {
 struct BatchResult {
     bool extension_missing;  // the database has no outbox extension (yet)
     bool schema_outdated;    // its schema is older than 0.2.0: waiting for ALTER EXTENSION outbox UPDATE
+    int batch_size;          // the most it could claim (larger than asked for a hand-over)
     int claimed;             // events claimed (0: nothing due for any subscription)
     int delivered;
     int retried;

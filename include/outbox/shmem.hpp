@@ -91,10 +91,12 @@ Latch *slot_sink_latch_of(Oid dboid) noexcept;
 // The sink worker's settlement writes the deliveries acknowledged; moving
 // their events to the archive is the costlier half of it, and the relay of
 // the same database (idle while events go to sinks) takes it over: after
-// the commit, the sink appends the ids of the events whose deliveries are
-// all settled, and the relay archives them (_outbox_archive_settled's
-// statements). Ids lost with the shared memory (a crash) or with a failed
-// archive are found by the relay's sweep of settled events.
+// the commit, the sink appends the ids of the events of the deliveries it
+// settled, and the relay archives those whose deliveries are all settled
+// (_outbox_archive_settled's statements, which check). Ids lost with the
+// shared memory (a crash), with a failed archive or with a relay that
+// exited meanwhile are found by the relay's sweep of settled events (at its
+// first round, then once a minute).
 constexpr int kArchiveQueueLen = 2048;
 // Room for ids in slot i's queue (0 when its relay does not run).
 int slot_archive_room(int i) noexcept;
