@@ -117,6 +117,26 @@ wait_for_round(int idx, TimestampTz until)
     return false;
 }
 
+// In a PG_CATCH: the error logged and copied (into cxt), the transaction
+// aborted; with inflight, the note of a handler in progress cleared too
+// (the batch was rolled back by us, not by a handler ending the process),
+// before an interrupt can end the process.
+ErrorData *
+catch_error(MemoryContext cxt, bool inflight)
+{
+    HOLD_INTERRUPTS();
+    MemoryContextSwitchTo(cxt);
+    ErrorData *edata = CopyErrorData();
+    EmitErrorReport();
+    FlushErrorState();
+    AbortOutOfAnyTransaction();
+    if (inflight)
+        inflight_clear();
+    RESUME_INTERRUPTS();
+    MemoryContextSwitchTo(cxt);
+    return edata;
+}
+
 // Between rounds: archive what the sink worker settled, in transactions of
 // its own. False when that failed (logged, recorded as the worker's last
 // error; its ids are left to the sweep).
@@ -132,14 +152,7 @@ archive_between_rounds(int idx, MemoryContext cxt)
     }
     PG_CATCH();
     {
-        HOLD_INTERRUPTS();
-        MemoryContextSwitchTo(cxt);
-        ErrorData *edata = CopyErrorData();
-        EmitErrorReport();
-        FlushErrorState();
-        AbortOutOfAnyTransaction();
-        RESUME_INTERRUPTS();
-        MemoryContextSwitchTo(cxt);
+        ErrorData *edata = catch_error(cxt, false);
         slot_record_error(idx, edata->message);
         pgstat_report_activity(STATE_IDLE, nullptr);
         ok = false;
@@ -337,15 +350,7 @@ worker_loop(int idx, const InflightNote *left)
             }
             PG_CATCH();
             {
-                HOLD_INTERRUPTS();
-                MemoryContextSwitchTo(cxt);
-                ErrorData *edata = CopyErrorData();
-                EmitErrorReport();
-                FlushErrorState();
-                AbortOutOfAnyTransaction();
-                inflight_clear();  // rolled back by us, not by a handler ending the process
-                RESUME_INTERRUPTS();
-                MemoryContextSwitchTo(cxt);
+                ErrorData *edata = catch_error(cxt, true);
                 slot_record_error(idx, edata->message);
                 error_backoff_ms = error_backoff_ms == 0 ? 1000 : error_backoff_ms * 2;
                 if (error_backoff_ms > guc_max_error_backoff_ms)
