@@ -611,8 +611,12 @@ dispatch(const Subscription *subs, int nsubs, int batch_size, int keyed_limit, B
         bool keyed = false;
         int n = dispatch_once(subs, nsubs, batch_size - taken->events, out, &keyed, direct, taken);
         taken->events += n;
-        if (n == 0 || !keyed || taken->events >= keyed_limit)
+        if (n == 0 || !keyed)
             break;
+        if (taken->events >= keyed_limit) {
+            out->more = true;  // the keys' next events: in the next batch, at once
+            break;
+        }
     }
 }
 
@@ -897,7 +901,7 @@ relay_batch(int batch_size, const Upkeep *upkeep, BatchResult *out)
     out->claimed = dispatched;
     // A later event of a direct event's ordering key becomes claimable once
     // this batch commits: claim again at once.
-    out->more = taken.direct_keyed;
+    out->more = out->more || taken.direct_keyed;
 
     // Used after spi_end too (next_due): in the caller's context, not SPI's.
     MemoryContext caller = MemoryContextSwitchTo(cxt);
